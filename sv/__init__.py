@@ -1,0 +1,1 @@
+"""sv: speaker verification in the Kaldi/ESPnet recipe style."""
