@@ -23,7 +23,7 @@ def where(path: str | os.PathLike, lineno: int | None = None) -> str:
 
 def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """(line number, line without newline) for each non-empty line; a missing file is a DataError."""
-    if not os.path.isfile(path):
+    if not os.path.exists(path) or os.path.isdir(path):  # exists(): /dev/stdin is no regular file
         raise DataError(f"{path}: no such file")
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):

@@ -1,0 +1,59 @@
+"""utils/run.pl: job substitution, log format, parallelism limit and failure reporting."""
+from pathlib import Path
+
+from conftest import REPO, run_tool
+
+RUN_PL = str(REPO / "utils" / "run.pl")
+
+
+def max_overlap(logdir: Path, n: int) -> int:
+    """Most jobs running at once, from the start/end stamps each job wrote."""
+    events = []
+    for j in range(1, n + 1):
+        start, end = (float(x) for x in (logdir / f"stamp.{j}").read_text().split())
+        events += [(start, 1), (end, -1)]
+    running = best = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        running += delta
+        best = max(best, running)
+    return best
+
+
+def run_jobs(tmp_path: Path, n: int, *opts: str, fail: int = 0):
+    cmd = (f"s=$(date +%s.%N); sleep 0.4; echo $s $(date +%s.%N) > {tmp_path}/stamp.JOB; "
+           f"echo job JOB says hi; [ JOB -ne {fail} ]")
+    return run_tool(RUN_PL, *opts, f"JOB=1:{n}", f"{tmp_path}/log/t.JOB.log", "bash", "-c", cmd, check=False)
+
+
+def test_logs_and_substitution(tmp_path):
+    proc = run_jobs(tmp_path, 3)
+    assert proc.returncode == 0, proc.stderr
+    log = (tmp_path / "log" / "t.2.log").read_text().splitlines()
+    assert log[0].startswith("# bash -c ") and "stamp.2" in log[0]
+    assert "job 2 says hi" in log
+    assert log[-1].startswith("# Ended (code 0)")
+
+
+def test_max_jobs_run_limits_parallelism(tmp_path):
+    assert run_jobs(tmp_path, 4, "--max-jobs-run", "2").returncode == 0
+    assert max_overlap(tmp_path, 4) == 2
+
+
+def test_unlimited_runs_all_at_once(tmp_path):
+    assert run_jobs(tmp_path, 4).returncode == 0
+    assert max_overlap(tmp_path, 4) == 4
+
+
+def test_failure_lists_failed_jobs(tmp_path):
+    proc = run_jobs(tmp_path, 3, fail=2)
+    assert proc.returncode != 0
+    assert "1 / 3 job(s) failed" in proc.stderr
+    assert f"job 2 (exit 1): see {tmp_path}/log/t.2.log" in proc.stderr
+    assert "job 1 " not in proc.stderr and "job 3 " not in proc.stderr
+    assert (tmp_path / "log" / "t.2.log").read_text().splitlines()[-1].startswith("# Ended (code 1)")
+
+
+def test_single_job_and_pipes(tmp_path):
+    proc = run_tool(RUN_PL, f"{tmp_path}/one.log", "echo", "a b", "|", "tr", "a", "x", check=False)
+    assert proc.returncode == 0
+    assert "x b" in (tmp_path / "one.log").read_text()

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Kaldi-style local job runner (the interface of Kaldi's utils/run.pl), in Python.
+
+  utils/run.pl [--max-jobs-run N] [JOB=1:N] log/name.JOB.log command args...
+
+Runs the command once per job with every `JOB` in the log path and arguments replaced by the job
+number. Each log starts with the command and ends with its exit status. Exits 1 if any job failed,
+listing the failed jobs and their logs. Options of other runners (--mem, --gpu, --num-threads,
+--time, --config) are accepted and ignored here, so recipes switch runners by changing $cmd alone.
+Standard library only: it runs with any python3.
+"""
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+USAGE = __doc__.split("\n\n")[1]
+IGNORED_OPTIONS = ("--mem", "--gpu", "--num-threads", "--time", "--config")
+
+
+def parse_args(argv):
+    max_jobs = 0  # 0: no limit, as Kaldi's default
+    while argv and argv[0].startswith("--"):
+        opt, _, val = argv[0].partition("=")
+        if not val:
+            if len(argv) < 2:
+                sys.exit(f"run.pl: option {opt} needs a value\n{USAGE}")
+            val, argv = argv[1], argv[2:]
+        else:
+            argv = argv[1:]
+        if opt == "--max-jobs-run":
+            max_jobs = int(val)
+        elif opt not in IGNORED_OPTIONS:
+            sys.exit(f"run.pl: unknown option {opt}\n{USAGE}")
+    var, first, last = None, 1, 1
+    if argv:
+        m = re.fullmatch(r"([A-Za-z_]\w*)=(\d+)(?::(\d+))?", argv[0])
+        if m:
+            var, first = m.group(1), int(m.group(2))
+            last = int(m.group(3)) if m.group(3) else first
+            argv = argv[1:]
+            if last < first:
+                sys.exit(f"run.pl: empty job range {first}:{last}")
+    if len(argv) < 2:
+        sys.exit(f"run.pl: need a log file and a command\n{USAGE}")
+    return max_jobs, var, first, last, argv[0], argv[1:]
+
+
+def quote(arg):
+    # As Kaldi: a word without whitespace goes in raw (so `\|` and `">"` act as shell syntax),
+    # anything else is quoted as one argument.
+    return arg if re.fullmatch(r"\S+", arg) else shlex.quote(arg)
+
+
+def substitute(text, var, job):
+    return text if var is None else re.sub(rf"\b{var}\b", str(job), text)
+
+
+def start_job(cmd, log):
+    os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+    f = open(log, "w")
+    f.write(f"# {cmd}\n# Started at {time.ctime()}\n#\n")
+    f.flush()
+    proc = subprocess.Popen(["bash", "-c", cmd], stdout=f, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    return proc, f, time.time()
+
+
+def finish_job(proc, f, t0):
+    f.write(f"# Accounting: time={int(time.time() - t0)} threads=1\n")
+    f.write(f"# Ended (code {proc.returncode}) at {time.ctime()}\n")
+    f.close()
+
+
+def main(argv):
+    max_jobs, var, first, last, log_tmpl, cmd_words = parse_args(argv)
+    cmd_tmpl = " ".join(quote(w) for w in cmd_words)
+    pending = list(range(first, last + 1))
+    running = {}
+    failed = []
+
+    def stop_all(signum, _frame):
+        for proc, *_ in running.values():
+            os.killpg(proc.pid, signal.SIGTERM)
+        sys.exit(f"run.pl: interrupted (signal {signum}); killed {len(running)} running job(s)")
+
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+    while pending or running:
+        while pending and (max_jobs <= 0 or len(running) < max_jobs):
+            job = pending.pop(0)
+            log = substitute(log_tmpl, var, job)
+            proc, f, t0 = start_job(substitute(cmd_tmpl, var, job), log)
+            running[job] = (proc, f, t0, log)
+        pid, status = os.wait()
+        for job, (proc, f, t0, log) in list(running.items()):
+            if proc.pid == pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                finish_job(proc, f, t0)
+                if proc.returncode != 0:
+                    failed.append((job, log, proc.returncode))
+                del running[job]
+    if failed:
+        n = last - first + 1
+        lines = [f"run.pl: {len(failed)} / {n} job(s) failed:"]
+        lines += [f"  job {job} (exit {code}): see {log}" for job, log, code in sorted(failed)]
+        sys.exit("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
