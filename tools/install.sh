@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates tools/venv (Python 3.11) with torch, torchaudio, the sv dependencies and sv itself (editable).
-# Idempotent: a stamp records what was installed, so a second run returns in about a second.
+# Idempotent: a stamp records what was installed, so a second run returns at once, silently.
 #   bash tools/install.sh [--force]
 set -euo pipefail
 
@@ -14,13 +14,12 @@ force=false
 want=$(cat "$root/tools/install.sh" "$root/tools/requirements.txt" "$root/setup.py" | sha256sum | cut -d' ' -f1)
 stamp=$venv/.sv_install_stamp
 if ! $force && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
-  echo "tools/install.sh: $venv is up to date"
   exit 0
 fi
 
 command -v "$python" >/dev/null || { echo "tools/install.sh: $python not found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-pip="$venv/bin/python -m pip"
+pip="$venv/bin/python -m pip --quiet"
 $pip install --upgrade pip setuptools wheel
 # torch first, pinned, so nothing else drags in another build.
 $pip install torch==2.14.1 torchaudio==2.11.0

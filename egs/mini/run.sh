@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Mini recipe: a synthetic corpus in the VoxCeleb1, MUSAN and RIRS_NOISES layouts, run through
+# the same preparation and feature stages as egs/voxceleb. Takes a few minutes on 2 CPU cores.
+#   bash egs/mini/run.sh [--stage N] [--stop-stage N] [--nj N] ...
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=2
+nj=2                  # parallel jobs for feature extraction
+seed=0                # corpus seed
+num_speakers=40       # corpus size: speakers (10 of them are test speakers)
+num_test_speakers=10
+utts_per_video=5
+corpus=corpus         # where stage 0 writes the synthetic corpus
+data=data             # Kaldi data dirs
+fbank_dir=fbank       # feature archives
+fbank_config=conf/fbank.yaml
+
+. ./path.sh
+. ./cmd.sh
+help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--corpus DIR] [--data DIR] [--fbank-dir DIR]"
+. utils/parse_options.sh
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  echo "stage 0: synthetic corpus -> $corpus"
+  python local/make_synthetic_corpus.py --seed $seed --num-speakers $num_speakers \
+    --num-test-speakers $num_test_speakers --utts-per-video $utts_per_video --nj $nj $corpus
+fi
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  echo "stage 1: data dirs -> $data/{vox1,vox1_dev,vox1_test,musan,rirs}"
+  python local/prepare_voxceleb1.py $corpus/voxceleb1 $data
+  python local/prepare_musan.py $corpus/musan $data
+  python local/prepare_rirs.py $corpus/RIRS_NOISES $data
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  echo "stage 2: fbank -> $data/{vox1_dev,vox1_test}/feats.scp"
+  for set in vox1_dev vox1_test; do
+    steps/make_fbank.sh --nj $nj --cmd "$train_cmd" --fbank-config $fbank_config \
+      $data/$set $data/$set/log $fbank_dir
+  done
+fi

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# VoxCeleb recipe: train on VoxCeleb2 dev, evaluate on the VoxCeleb1 O/E/H trial lists.
+#   bash egs/voxceleb/run.sh --vox1-root /corpora/voxceleb1 --vox2-root /corpora/voxceleb2 \
+#     --musan-root /corpora/musan --rirs-root /corpora/RIRS_NOISES [--stage N] [--stop-stage N]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=1
+stop_stage=2
+nj=16                 # parallel jobs for feature extraction
+vox1_root=/path/to/voxceleb1        # holds wav/idXXXXX/<video>/NNNNN.wav and the trial lists
+vox2_root=/path/to/voxceleb2        # holds dev/aac/idXXXXX/<video>/NNNNN.m4a
+musan_root=/path/to/musan
+rirs_root=/path/to/RIRS_NOISES
+vox2_wav_dir=         # if set, stage 1 converts VoxCeleb2 m4a to wav here instead of ffmpeg pipes
+data=data
+fbank_dir=fbank
+fbank_config=conf/fbank.yaml
+
+. ./path.sh
+. ./cmd.sh
+help_message="Usage: $0 --vox1-root DIR --vox2-root DIR --musan-root DIR --rirs-root DIR [--stage N] [--stop-stage N]"
+. utils/parse_options.sh
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  echo "stage 1: data dirs -> $data/{vox1,vox1_test,vox2_dev,musan,rirs}"
+  python local/prepare_voxceleb1.py $vox1_root $data
+  python local/prepare_voxceleb2.py --nj $nj ${vox2_wav_dir:+--convert-to-wav $vox2_wav_dir} $vox2_root $data
+  python local/prepare_musan.py $musan_root $data
+  python local/prepare_rirs.py $rirs_root $data
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  echo "stage 2: fbank -> $data/{vox2_dev,vox1}/feats.scp"
+  for set in vox2_dev vox1; do
+    steps/make_fbank.sh --nj $nj --cmd "$train_cmd" --fbank-config $fbank_config \
+      $data/$set $data/$set/log $fbank_dir
+  done
+fi
