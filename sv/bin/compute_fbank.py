@@ -88,10 +88,12 @@ def _remove(*paths: str) -> None:
             os.unlink(path)
 
 
-def write_features(items: list[Item], cfg: Mapping[str, Any], ark: str, scp: str) -> tuple[dict[str, int], float]:
-    """Write every item's features; return key -> frame count and the total audio seconds.
+def write_features(items: list[Item], cfg: Mapping[str, Any], ark: str, scp: str,
+                   utt2num_frames: str | None = None) -> tuple[int, float]:
+    """Write every item's features; return the utterance count and the total audio seconds.
 
-    The ark and scp are written under temporary names and moved into place only once all succeeded.
+    The ark and scp are written under temporary names and moved into place only once all succeeded,
+    the scp last.
     """
     ark_tmp, scp_tmp = f"{ark}.tmp", f"{scp}.tmp"
     frames: dict[str, int] = {}
@@ -110,6 +112,8 @@ def write_features(items: list[Item], cfg: Mapping[str, Any], ark: str, scp: str
                 frames[it.key] = feats.shape[0]
                 audio_seconds += len(wave) / sr
         os.replace(ark_tmp, ark)
+        if utt2num_frames:
+            write_lines(utt2num_frames, (f"{k} {n}" for k, n in frames.items()))
         # The scp names the ark it was written to; point it at the final name.
         with atomic_open(scp) as out:
             for _, line in iter_lines(scp_tmp):
@@ -117,12 +121,12 @@ def write_features(items: list[Item], cfg: Mapping[str, Any], ark: str, scp: str
                 out.write(f"{key} {ark}:{pos.rsplit(':', 1)[1]}\n")
     finally:
         _remove(ark_tmp, scp_tmp)
-    return frames, audio_seconds
+    return len(frames), audio_seconds
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m sv.bin.compute_fbank", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m sv.bin.compute_fbank --config conf/fbank.yaml "
                "data/train/wav.scp fbank/raw_fbank_train.1.ark fbank/raw_fbank_train.1.scp")
     p.add_argument("wav_scp", metavar="WAV_SCP", help="input: wav.scp (key -> file or 'command |')")
@@ -150,12 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     check_files_exist(items)
 
     t0 = time.perf_counter()
-    frames, audio_seconds = write_features(items, cfg, args.ark, args.scp)
+    count, audio_seconds = write_features(items, cfg, args.ark, args.scp, args.utt2num_frames)
     elapsed = time.perf_counter() - t0
-    if args.utt2num_frames:
-        write_lines(args.utt2num_frames, (f"{k} {n}" for k, n in frames.items()))
     log.info("wrote %d utterances (%.1f s of audio) to %s in %.1f s, real-time factor %.4f",
-             len(frames), audio_seconds, args.scp, elapsed, elapsed / max(audio_seconds, 1e-9))
+             count, audio_seconds, args.scp, elapsed, elapsed / max(audio_seconds, 1e-9))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Speaker-embedding models, built by name from the registry (see registry.py)."""
