@@ -57,7 +57,11 @@ def read_items(wav_scp: str, segments: str | None) -> list[Item]:
         return [Item(key, entry, 0.0, None, f"{where(wav_scp, lineno)}: utterance {key}")
                 for key, (entry, lineno) in recos.items()]
     items = []
+    seen: dict[str, int] = {}
     for lineno, (utt, reco, start, end) in iter_table(segments, nfields=4):
+        if utt in seen:
+            raise DataError(f"{where(segments, lineno)}: duplicate segment {utt!r} (first on line {seen[utt]})")
+        seen[utt] = lineno
         if reco not in recos:
             raise DataError(f"{where(segments, lineno)}: segment {utt}: recording {reco!r} is not in {wav_scp}")
         try:
@@ -100,6 +104,8 @@ def write_features(items: list[Item], cfg: Mapping[str, Any], ark: str, scp: str
     audio_seconds = 0.0
     # A plain file is not a terminal: refresh rarely so a run.pl log does not fill with progress lines.
     interval = 1.0 if sys.stderr.isatty() else 60.0
+    for path in (ark, scp):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     try:
         with kaldiio.WriteHelper(f"ark,scp:{ark_tmp},{scp_tmp}") as writer:
             for it in tqdm(items, desc="fbank", unit="utt", mininterval=interval, file=sys.stderr):
@@ -126,7 +132,8 @@ def write_features(items: list[Item], cfg: Mapping[str, Any], ark: str, scp: str
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m sv.bin.compute_fbank", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m sv.bin.compute_fbank", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m sv.bin.compute_fbank --config conf/fbank.yaml "
                "data/train/wav.scp fbank/raw_fbank_train.1.ark fbank/raw_fbank_train.1.scp")
     p.add_argument("wav_scp", metavar="WAV_SCP", help="input: wav.scp (key -> file or 'command |')")

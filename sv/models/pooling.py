@@ -18,7 +18,11 @@ def frame_mask(lengths: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
 
 
 def masked_mean_std(x: torch.Tensor, weights: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted mean and std over time; weights (B, 1|D, T) sum to 1 over T."""
+    """Weighted mean and std over time; weights (B, 1|D, T) sum to 1 over T.
+
+    Computed in fp32: E[x^2] - mean^2 cancels badly in bf16 on trained networks' activations.
+    """
+    x, weights = x.float(), weights.float()
     mean = (x * weights).sum(-1)
     var = (x.pow(2) * weights).sum(-1) - mean.pow(2)
     return mean, var.clamp(min=eps).sqrt()

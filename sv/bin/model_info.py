@@ -1,0 +1,80 @@
+"""Print the size and cost of the model a config describes: its name, total and trainable parameters, and
+the multiply-accumulates (MACs) of embedding one second of input, i.e. 100 frames (10 ms shift) of
+feat_dim features, counted by torch.utils.flop_counter (matrix products and convolutions; MACs = FLOPs / 2).
+
+Input: a YAML config (plus KEY=VALUE overrides); the model is built from its `model:` section through the
+model registry, as training builds it. Output: a table on stdout, or one JSON object with --json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from sv.cli import run_main
+from sv.config import load_config
+from sv.data.table import DataError
+from sv.models.registry import build_model
+
+FRAMES_PER_SECOND = 100
+
+
+def model_info(model: nn.Module, feat_dim: int) -> dict[str, Any]:
+    """params, trainable_params, macs_per_second and input_shape of a model taking feat_dim features."""
+    shape = [1, FRAMES_PER_SECOND, feat_dim]
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.randn(shape))
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "macs_per_second": counter.get_total_flops() // 2,
+        "input_shape": shape,
+    }
+
+
+def format_table(info: dict[str, Any]) -> str:
+    shape = " x ".join(map(str, info["input_shape"]))
+    rows = [
+        ("model", info["name"]),
+        ("parameters", f"{info['params']:,} ({info['params'] / 1e6:.2f} M)"),
+        ("trainable parameters", f"{info['trainable_params']:,} ({info['trainable_params'] / 1e6:.2f} M)"),
+        ("MACs per second", f"{info['macs_per_second']:,} ({info['macs_per_second'] / 1e9:.2f} G, input {shape})"),
+    ]
+    return "\n".join(f"{key:<22}{value}" for key, value in rows)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m sv.bin.model_info", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: python -m sv.bin.model_info --config conf/ecapa_tdnn_c512.yaml model.channels=1024 --json")
+    p.add_argument("--config", required=True,
+                   help="input: YAML config; its `model:` section holds `name`, `feat_dim` and the model's arguments")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides, e.g. model.embed_dim=256 (+key=value adds a key)")
+    p.add_argument("--json", action="store_true",
+                   help="output: one JSON object on stdout (name, params, trainable_params, macs_per_second, "
+                        "input_shape) instead of the default table")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    model_cfg = cfg.get("model")
+    if not isinstance(model_cfg, dict) or "feat_dim" not in model_cfg:
+        raise DataError(f"{args.config}: needs a `model:` section with `name` and `feat_dim`")
+    try:
+        model = build_model(model_cfg)
+    except ValueError as e:
+        raise DataError(f"{args.config}: {e}") from e
+    info = {"name": model_cfg["name"], **model_info(model, model_cfg["feat_dim"])}
+    print(json.dumps(info) if args.json else format_table(info))
+
+
+if __name__ == "__main__":
+    run_main(main)
