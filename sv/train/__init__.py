@@ -1,0 +1,1 @@
+"""Training: optimisers, learning-rate and margin schedules, and the trainer."""
