@@ -16,10 +16,10 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
-    """Run an entry point; bad input exits 1 with its file:line message and no traceback."""
+    """Run an entry point; bad input (data, audio or config values) exits 1 with its message and no traceback."""
     setup_logging()
     try:
         main(argv)
-    except (DataError, AudioError) as e:
+    except (DataError, AudioError, ValueError) as e:
         logging.getLogger(main.__module__).error("%s", e)
         sys.exit(1)
