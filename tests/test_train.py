@@ -94,9 +94,29 @@ def test_average_model(tmp_path, train_dir):
     run_tool("-m", "sv.bin.average_model", "--num", "2", str(exp))
     avg = load_checkpoint(exp / "models" / "avg_model.pt")
     assert avg["epochs"] == [2, 3]
-    m2, m3 = (load_checkpoint(exp / "models" / f"model_{e}.pt")["model"] for e in (2, 3))
-    for k, v in avg["model"].items():
-        if v.is_floating_point():
-            assert torch.allclose(v, (m2[k] + m3[k]) / 2, atol=1e-6), k
+    c2, c3 = (load_checkpoint(exp / "models" / f"model_{e}.pt") for e in (2, 3))
+    for part in ("model", "head"):
+        for k, v in avg[part].items():
+            if v.is_floating_point():
+                assert torch.allclose(v, (c2[part][k] + c3[part][k]) / 2, atol=1e-6), k
     bad = run_tool("-m", "sv.bin.average_model", str(exp), "--epochs", "7", check=False)
     assert bad.returncode == 1 and "no checkpoint for epochs [7]" in bad.stderr
+
+
+def test_large_margin_init_keeps_real_speakers(tmp_path, train_dir):
+    """A model trained with speed-perturbed classes (3 x S) starts LM fine-tuning with S classes:
+    the first S classifier rows, the real speakers, carry over."""
+    sp = tmp_path / "sp"
+    train(sp, train_dir, "epochs=1", "scheduler.warmup_epochs=0", "data.mode=raw", "data.speed_perturb.prob=0.6")
+    run_tool("-m", "sv.bin.average_model", "--num", "1", str(sp))
+    avg = load_checkpoint(sp / "models" / "avg_model.pt")
+    n_spk = 6
+    assert avg["head"]["weight"].shape[0] == 3 * n_spk
+
+    lm = tmp_path / "lm"
+    train(lm, train_dir, "epochs=1", "scheduler.warmup_epochs=0", f"init={sp / 'models' / 'avg_model.pt'}", "optim.lr=1e-12", "scheduler.final_lr=1e-12",
+          "head.margin=0.5", "margin_scheduler=null")
+    start = load_checkpoint(lm / "models" / "model_1.pt")
+    assert start["head"]["weight"].shape[0] == n_spk
+    assert torch.allclose(start["head"]["weight"], avg["head"]["weight"][:n_spk], atol=1e-6)
+    assert "init: keeping the first 6 of 18 classifier rows" in (lm / "train.log").read_text()

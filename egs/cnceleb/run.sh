@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=1
-stop_stage=2
+stop_stage=4
 nj=16
 cnceleb1_root=/path/to/CN-Celeb_flac
 cnceleb2_root=/path/to/CN-Celeb2_flac
@@ -15,6 +15,10 @@ rirs_root=/path/to/RIRS_NOISES
 data=data
 fbank_dir=fbank
 fbank_config=conf/fbank.yaml
+config=conf/ecapa_tdnn_c512.yaml    # training config (conf/*.yaml)
+exp=exp/ecapa_tdnn_c512
+nproc=4               # GPUs (torchrun processes) per node
+num_avg=10            # epochs averaged into avg_model.pt
 
 . ./path.sh
 . ./cmd.sh
@@ -34,4 +38,15 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     steps/make_fbank.sh --nj $nj --cmd "$train_cmd" --fbank-config $fbank_config \
       $data/$set $data/$set/log $fbank_dir
   done
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  echo "stage 3: train $config -> $exp"
+  steps/train.sh --cmd "$cuda_cmd" --nproc-per-node $nproc $config $exp \
+    data.train_dir=$data/cnceleb_train data.musan.data_dir=$data/musan data.rir.data_dir=$data/rirs
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  echo "stage 4: average the last $num_avg epochs -> $exp/models/avg_model.pt"
+  python -m sv.bin.average_model $exp --num $num_avg
 fi

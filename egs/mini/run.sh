@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Mini recipe: a synthetic corpus in the VoxCeleb1, MUSAN and RIRS_NOISES layouts, run through
-# the same preparation and feature stages as egs/voxceleb. Takes a few minutes on 2 CPU cores.
+# the same stages as egs/voxceleb: data dirs, fbank, training, model averaging.
+# Takes about ten minutes on 2 CPU cores.
 #   bash egs/mini/run.sh [--stage N] [--stop-stage N] [--nj N] ...
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
-stop_stage=2
+stop_stage=4
 nj=2                  # parallel jobs for feature extraction
 seed=0                # corpus seed
 num_speakers=40       # corpus size: speakers (10 of them are test speakers)
@@ -16,10 +17,14 @@ corpus=corpus         # where stage 0 writes the synthetic corpus
 data=data             # Kaldi data dirs
 fbank_dir=fbank       # feature archives
 fbank_config=conf/fbank.yaml
+config=conf/ecapa_tdnn_small.yaml   # training config
+exp=exp/ecapa_tdnn_small            # experiment dir
+nproc=1               # training processes (torchrun --nproc-per-node; one per GPU)
+num_avg=3             # epochs averaged into avg_model.pt
 
 . ./path.sh
 . ./cmd.sh
-help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--corpus DIR] [--data DIR] [--fbank-dir DIR]"
+help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--corpus DIR] [--data DIR] [--fbank-dir DIR] [--config YAML] [--exp DIR]"
 . utils/parse_options.sh
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
@@ -41,4 +46,14 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     steps/make_fbank.sh --nj $nj --cmd "$train_cmd" --fbank-config $fbank_config \
       $data/$set $data/$set/log $fbank_dir
   done
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  echo "stage 3: train $config -> $exp"
+  steps/train.sh --cmd "$cuda_cmd" --nproc-per-node $nproc $config $exp data.train_dir=$data/vox1_dev
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  echo "stage 4: average the last $num_avg epochs -> $exp/models/avg_model.pt"
+  python -m sv.bin.average_model $exp --num $num_avg
 fi

@@ -1,10 +1,10 @@
-"""Average the embedding-model weights of the last N epoch checkpoints (WeSpeaker's average_model).
+"""Average the weights of the last N epoch checkpoints (WeSpeaker's average_model).
 
   python -m sv.bin.average_model EXP_DIR [OUT] [--num N | --epochs E1 E2 ...]
 
 Reads:  EXP_DIR/models/model_<epoch>.pt (the last N epochs, or exactly --epochs).
-Writes: OUT (default EXP_DIR/models/avg_model.pt) holding {model, config, epochs}; later stages
-        (extraction, fine-tuning with `init:`) read it.
+Writes: OUT (default EXP_DIR/models/avg_model.pt) holding {model, head, config, epochs}: extraction
+        reads `model`; large-margin fine-tuning (`init:`) also starts its classifier from `head`.
 """
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ from sv.train.checkpoint import epoch_checkpoints, load_checkpoint, save_checkpo
 log = logging.getLogger("sv.bin.average_model")
 
 
-def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
-    """Mean of each float tensor; integer buffers (BatchNorm's num_batches_tracked) come from the last."""
+def average_checkpoints(paths: list[Path], part: str) -> dict[str, torch.Tensor]:
+    """Mean of each float tensor of checkpoint[part]; integer buffers (BatchNorm's num_batches_tracked)
+    come from the last."""
     total: dict[str, torch.Tensor] = {}
     for path in paths:
-        weights = load_checkpoint(path)["model"]
+        weights = load_checkpoint(path)[part]
         if total and weights.keys() != total.keys():
-            raise DataError(f"{path}: its model tensors differ from {paths[0]}'s")
+            raise DataError(f"{path}: its {part} tensors differ from {paths[0]}'s")
         for k, v in weights.items():
             if v.is_floating_point():
                 total[k] = total[k] + v.double() if k in total else v.double()
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     paths = [found[e] for e in epochs]
     out = Path(args.out) if args.out else model_dir / "avg_model.pt"
     config = load_checkpoint(paths[-1])["config"]
-    save_checkpoint({"model": average_checkpoints(paths), "config": config, "epochs": epochs}, out)
+    averaged = {part: average_checkpoints(paths, part) for part in ("model", "head")}
+    save_checkpoint({**averaged, "config": config, "epochs": epochs}, out)
     log.info("averaged epochs %s into %s", epochs, out)
 
 
