@@ -53,7 +53,8 @@ def epoch_checkpoints(model_dir: str | os.PathLike) -> dict[int, Path]:
 
 def latest_checkpoint(model_dir: str | os.PathLike) -> Path | None:
     """The checkpoint furthest into training (by global step), epoch-end or mid-epoch."""
-    candidates = list(epoch_checkpoints(model_dir).values())
+    epochs = epoch_checkpoints(model_dir)
+    candidates = [epochs[max(epochs)]] if epochs else []
     if (Path(model_dir) / "checkpoint.pt").is_file():
         candidates.append(Path(model_dir) / "checkpoint.pt")
     best, best_step = None, -1
