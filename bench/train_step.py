@@ -94,7 +94,7 @@ def main() -> None:
     print(f"{'model':<24}{'samples/s':>12}{'peak GiB':>10}")
     for name in args.models:
         rate, peak = bench_model(name, args.batch, args.crop, args.steps, device, args.amp)
-        print(f"{name:<24}{rate:>12.1f}{peak:>10.2f}")
+        print(f"{name:<24}{rate:>12.1f}{'-' if device.type == 'cpu' else f'{peak:.2f}':>10}")
     if not args.skip_data:
         rate = bench_pipeline(args.data, 32, args.crop, args.workers, batches=10)
         print(f"\ndata pipeline, raw mode, speed+MUSAN+RIR+SpecAugment, batch 32, {args.workers} workers: "
