@@ -413,13 +413,18 @@ def fbank(samples: Iterable[Sample], fbank_cfg: Mapping[str, Any]) -> Iterator[S
         yield s
 
 
+def normalize_feats(feats: np.ndarray, how: str) -> np.ndarray:
+    """Cepstral mean (and variance) normalisation over time, bin by bin; extraction uses it too."""
+    if how != "none":
+        feats = feats - feats.mean(axis=0)
+    if how == "meanvar":
+        feats = feats / np.sqrt(feats.var(axis=0) + 1e-8)
+    return feats
+
+
 def normalize(samples: Iterable[Sample], how: str) -> Iterator[Sample]:
-    """Per-crop cepstral mean (and variance) normalisation over time, bin by bin."""
     for s in samples:
-        if how != "none":
-            s.feats = s.feats - s.feats.mean(axis=0)
-        if how == "meanvar":
-            s.feats = s.feats / np.sqrt(s.feats.var(axis=0) + 1e-8)
+        s.feats = normalize_feats(s.feats, how)
         yield s
 
 

@@ -1,0 +1,1 @@
+"""Trial scoring, score normalisation, and verification metrics and results tables."""
