@@ -186,6 +186,11 @@ def test_results_md_append(tmp_path, score_files):
              str(score_files[1]))
     lines = md.read_text().splitlines()
     assert lines.index("## Other") > [i for i, line in enumerate(lines) if "| sys4 |" in line][0]
+    # A rerun replaces its row rather than adding another.
+    append_results(md, "VoxCeleb1", [{"trial_list": "test.score", "system": "sys1", "eer_percent": 99.0}])
+    table = [line for line in md.read_text().splitlines() if line.startswith("| test.score")]
+    assert [line.split("|")[2].strip() for line in table] == ["sys1", "sys2", "sys4"]
+    assert "| 99.00 |" in table[0]
 
 
 def test_cli_help():

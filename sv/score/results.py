@@ -22,6 +22,11 @@ def _header() -> str:
     return "| " + " | ".join(name for name, _ in COLUMNS) + " |\n|" + "---|" * len(COLUMNS)
 
 
+def _row_key(line: str) -> tuple[str, ...]:
+    """(trial list, system) of a table line."""
+    return tuple(cell.strip() for cell in line.strip().strip("|").split("|")[:2])
+
+
 def format_row(row: dict[str, Any]) -> str:
     """One markdown table row; keys are trial_list, system, eer_percent, min_dcf_0.01, min_dcf_0.05
     (a missing key prints as '-')."""
@@ -31,9 +36,10 @@ def format_row(row: dict[str, Any]) -> str:
 def append_results(results_md: Path, title: str, rows: list[dict[str, Any]]) -> None:
     """Add rows to the table under `## title` in results_md, creating the file or section as needed.
 
-    Calling twice with the same title gives one table with the rows of both calls; a new title starts a
-    new section at the end. The file is rewritten atomically (temp file + rename), but concurrent
-    writers are not serialised: the last one wins.
+    Calling twice with the same title gives one table with the rows of both calls; a row whose trial list
+    and system are already in the table replaces that row, so rerunning a stage never duplicates it.
+    A new title starts a new section at the end. The file is rewritten atomically (temp file + rename),
+    but concurrent writers are not serialised: the last one wins.
     """
     results_md = Path(results_md)
     lines = results_md.read_text(encoding="utf-8").splitlines() if results_md.exists() else []
@@ -46,9 +52,16 @@ def append_results(results_md: Path, title: str, rows: list[dict[str, Any]]) -> 
             i += 1
         if i == len(lines) or lines[i].startswith("#"):  # a section whose table was deleted by hand
             new_rows = [_header(), *new_rows]
+        start = i
         while i < len(lines) and lines[i].startswith("|"):
             i += 1
-        lines[i:i] = new_rows
+        existing = {_row_key(lines[j]): j for j in range(start, i)}
+        for row in new_rows:
+            if _row_key(row) in existing:
+                lines[existing[_row_key(row)]] = row
+            else:
+                lines.insert(i, row)
+                i += 1
     else:
         if lines and lines[-1].strip():
             lines.append("")
