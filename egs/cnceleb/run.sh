@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=1
-stop_stage=4
+stop_stage=8
 nj=16
 cnceleb1_root=/path/to/CN-Celeb_flac
 cnceleb2_root=/path/to/CN-Celeb2_flac
@@ -19,6 +19,10 @@ config=conf/ecapa_tdnn_c512.yaml    # training config (conf/*.yaml)
 exp=exp/ecapa_tdnn_c512
 nproc=4               # GPUs (torchrun processes) per node
 num_avg=10            # epochs averaged into avg_model.pt
+lm_config=conf/ecapa_tdnn_c512_lm.yaml   # large-margin fine-tuning (stage 8)
+qmf_utts=3000         # calibration set: utterances (each gives a short crop and a long one)
+qmf_trials=30000      # calibration trials
+top_n=300             # AS-norm top-N
 
 . ./path.sh
 . ./cmd.sh
@@ -49,4 +53,44 @@ fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "stage 4: average the last $num_avg epochs -> $exp/models/avg_model.pt"
   python -m sv.bin.average_model $exp --num $num_avg
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  echo "stage 5: embeddings -> $exp/embeddings/{cnceleb_train,cnceleb1_eval}"
+  for set in cnceleb_train cnceleb1_eval; do
+    steps/extract_embeddings.sh --nj $nj --cmd "$train_cmd" $exp $data/$set
+  done
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  echo "stage 6: QMF calibration model -> $exp/qmf/qmf.yaml"
+  python -m sv.bin.calibrate make-trials --num-utts $qmf_utts --num-trials $qmf_trials \
+    $data/cnceleb_train $data/cnceleb_train_qmf
+  steps/make_fbank.sh --nj $nj --cmd "$train_cmd" --fbank-config $fbank_config \
+    $data/cnceleb_train_qmf $data/cnceleb_train_qmf/log $fbank_dir
+  steps/extract_embeddings.sh --nj $nj --cmd "$train_cmd" $exp $data/cnceleb_train_qmf
+  steps/score.sh --cohort-data $data/cnceleb_train --top-n $top_n --results-md none $exp $data/cnceleb_train_qmf
+  python -m sv.bin.calibrate train --scores $exp/scores/qmf.asnorm.score \
+    --utt2dur $data/cnceleb_train_qmf/utt2dur --emb-scp $exp/embeddings/cnceleb_train_qmf/xvector.scp \
+    --out $exp/qmf/qmf.yaml
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  echo "stage 7: score the cnceleb1_eval trial lists (cosine, AS-norm, QMF) -> $exp/results.md"
+  steps/score.sh --cohort-data $data/cnceleb_train --top-n $top_n --qmf-model $exp/qmf/qmf.yaml $exp $data/cnceleb1_eval
+  cat $exp/results.md
+fi
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  lm_exp=${exp}_lm
+  echo "stage 8: large-margin fine-tuning $lm_config -> $lm_exp, then embeddings and scores again"
+  steps/train.sh --cmd "$cuda_cmd" --nproc-per-node $nproc $lm_config $lm_exp \
+    data.train_dir=$data/cnceleb_train data.musan.data_dir=$data/musan data.rir.data_dir=$data/rirs \
+    init=$exp/models/avg_model.pt
+  python -m sv.bin.average_model $lm_exp --num 2
+  for set in cnceleb_train cnceleb1_eval; do
+    steps/extract_embeddings.sh --nj $nj --cmd "$train_cmd" $lm_exp $data/$set
+  done
+  steps/score.sh --cohort-data $data/cnceleb_train --top-n $top_n $lm_exp $data/cnceleb1_eval
+  cat $lm_exp/results.md
 fi
