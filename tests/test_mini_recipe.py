@@ -1,4 +1,4 @@
-"""egs/mini/run.sh stages 0-2 end to end on a reduced corpus: corpus, data dirs, fbank."""
+"""egs/mini/run.sh end to end on a reduced corpus and model: every stage, 0 to 8."""
 import kaldiio
 import numpy as np
 
@@ -6,17 +6,19 @@ from conftest import REPO, run_tool
 from sv.data.data_dir import validate_data_dir
 from sv.data.table import iter_table, read_scp
 
+TINY_TRAINING = "epochs=2 model.channels=32 model.embed_dim=32 data.batch_size=8"
 
-def test_mini_recipe_stages_0_to_2(tmp_path):
-    corpus, data, fbank = tmp_path / "corpus", tmp_path / "data", tmp_path / "fbank"
+
+def test_mini_recipe_end_to_end(tmp_path):
+    corpus, data, fbank, exp = tmp_path / "corpus", tmp_path / "data", tmp_path / "fbank", tmp_path / "exp"
 
     def run_stages(first: int, last: int) -> None:
         run_tool("bash", str(REPO / "egs/mini/run.sh"), "--stage", str(first), "--stop-stage", str(last),
                  "--num-speakers", "14", "--num-test-speakers", "4", "--utts-per-video", "2",
-                 "--corpus", str(corpus), "--data", str(data), "--fbank-dir", str(fbank))
+                 "--corpus", str(corpus), "--data", str(data), "--fbank-dir", str(fbank), "--exp", str(exp),
+                 "--train-opts", TINY_TRAINING, "--num-avg", "2", "--qmf-utts", "30", "--qmf-trials", "300")
 
     run_stages(0, 2)
-
     for name in ("vox1", "vox1_dev", "vox1_test", "musan", "rirs"):
         validate_data_dir(data / name)
     test_spks = set(read_scp(data / "vox1_test" / "utt2spk").values())
@@ -45,3 +47,15 @@ def test_mini_recipe_stages_0_to_2(tmp_path):
     after = kaldiio.load_scp(str(data / "vox1_test" / "feats.scp"))
     assert set(after) == set(before)
     assert all(np.array_equal(after[k], before[k]) for k in before)
+
+    run_stages(3, 8)
+    assert (exp / "models" / "avg_model.pt").is_file() and (exp / "qmf" / "qmf.yaml").is_file()
+    assert set(read_scp(exp / "embeddings" / "vox1_test" / "xvector.scp")) == test_utts
+    for trial_list in ("vox1_O", "vox1_O_cleaned"):
+        for suffix in ("score", "asnorm.score", "qmf.score"):
+            lines = list(iter_table(exp / "scores" / f"{trial_list}.{suffix}"))
+            assert len(lines) == len(list(iter_table(data / "vox1_test" / "trials" / f"{trial_list}.kaldi")))
+    results = (exp / "results.md").read_text()
+    assert "## vox1_O_cleaned" in results
+    assert all(f"| {system} |" in results for system in ("cosine", "asnorm", "qmf"))
+    assert "## vox1_O_cleaned" in (tmp_path / "exp_lm" / "results.md").read_text()

@@ -20,6 +20,7 @@ fbank_config=conf/fbank.yaml
 config=conf/ecapa_tdnn_small.yaml   # training config
 exp=exp/ecapa_tdnn_small            # experiment dir
 nproc=1               # training processes (torchrun --nproc-per-node; one per GPU)
+train_opts=           # config overrides for both training stages, e.g. "epochs=4 data.batch_size=16"
 num_avg=3             # epochs averaged into avg_model.pt
 lm_config=conf/ecapa_tdnn_small_lm.yaml   # large-margin fine-tuning (stage 8)
 qmf_utts=300          # calibration set: utterances (each gives a short crop and a long one)
@@ -53,7 +54,7 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "stage 3: train $config -> $exp"
-  steps/train.sh --cmd "$cuda_cmd" --nproc-per-node $nproc $config $exp data.train_dir=$data/vox1_dev
+  steps/train.sh --cmd "$cuda_cmd" --nproc-per-node $nproc $config $exp data.train_dir=$data/vox1_dev $train_opts
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
@@ -91,7 +92,7 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   lm_exp=${exp}_lm
   echo "stage 8: large-margin fine-tuning $lm_config -> $lm_exp, then embeddings and scores again"
   steps/train.sh --cmd "$cuda_cmd" --nproc-per-node $nproc $lm_config $lm_exp \
-    data.train_dir=$data/vox1_dev init=$exp/models/avg_model.pt
+    data.train_dir=$data/vox1_dev init=$exp/models/avg_model.pt $train_opts
   python -m sv.bin.average_model $lm_exp --num 1
   for set in vox1_dev vox1_test; do
     steps/extract_embeddings.sh --nj $nj --cmd "$train_cmd" $lm_exp $data/$set
