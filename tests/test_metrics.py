@@ -135,12 +135,14 @@ def test_cli_table_and_json(score_files):
     valid, test = score_files
     out = run_tool("-m", "sv.bin.compute_metrics", "--threshold-from", str(valid), str(test), str(valid)).stdout
     header, row, _ = out.splitlines()
-    assert header.split() == ["name", "trials", "EER%", "minDCF0.01", "minDCF0.05", "actCllr", "minCllr", "EER*%"]
+    assert header.split() == ["name", "trials", "EER%", "minDCF0.01", "minDCF0.05", "actDCF0.01", "actDCF0.05",
+                              "actCllr", "minCllr", "EER*%"]
     assert row.split()[:2] == ["test.score", "6"] and row.split()[-1] == "37.500"
     rows = json.loads(run_tool("-m", "sv.bin.compute_metrics", str(test), "--json", "--p-target", "0.01").stdout)
     assert len(rows) == 1 and rows[0]["trials"] == 6 and rows[0]["targets"] == 2
     assert rows[0]["eer_percent"] == pytest.approx(100 * eer([1.5, 3, 0, 0.5, 1, 2.5], [1, 1, 0, 0, 0, 0])[0])
     assert "min_dcf_0.01" in rows[0] and "min_dcf_0.05" not in rows[0] and "eer_star_percent" not in rows[0]
+    assert rows[0]["act_dcf_0.01"] == pytest.approx(act_dcf([1.5, 3, 0, 0.5, 1, 2.5], [1, 1, 0, 0, 0, 0], 0.01))
 
 
 def test_cli_errors(tmp_path, score_files):

@@ -5,7 +5,7 @@ Input: score files with lines `enroll test score label [extra columns...]`, labe
 with --json); optionally a DET-curve PNG (--det-plot, needs matplotlib) and rows appended to a markdown
 results table (--results-md FILE --system NAME).
 
-Cllr is the actual Cllr of the raw scores: meaningful only when they are calibrated natural-log LLRs.
+actDCF and Cllr take the raw scores as LLRs: meaningful only for calibrated (QMF) natural-log LLRs.
 EER* (--threshold-from VALID): the EER threshold of the validation scores applied to each file, reported
 as the mean of its miss and false-alarm rates there.
 """
@@ -81,6 +81,7 @@ def score_file(path: str, p_targets: list[float], threshold: float | None) -> tu
                            "targets": m["targets"], "nontargets": m["nontargets"],
                            "eer_percent": 100 * m["eer"], "eer_threshold": m["eer_threshold"]}
     row.update({f"min_dcf_{p:g}": m["min_dcf"][p] for p in p_targets})
+    row.update({f"act_dcf_{p:g}": m["act_dcf"][p] for p in p_targets})
     row.update(cllr=m["cllr"], min_cllr=m["min_cllr"])
     if threshold is not None:
         p_miss, p_fa = rates_at(scores, labels, threshold)
@@ -89,7 +90,8 @@ def score_file(path: str, p_targets: list[float], threshold: float | None) -> tu
 
 
 def format_table(rows: list[dict[str, Any]], p_targets: list[float]) -> str:
-    header = ["name", "trials", "EER%"] + [f"minDCF{p:g}" for p in p_targets] + ["actCllr", "minCllr"]
+    header = ["name", "trials", "EER%"] + [f"minDCF{p:g}" for p in p_targets] + \
+        [f"actDCF{p:g}" for p in p_targets] + ["actCllr", "minCllr"]
     star = "eer_star_percent" in rows[0]
     if star:
         header.append("EER*%")
@@ -97,6 +99,7 @@ def format_table(rows: list[dict[str, Any]], p_targets: list[float]) -> str:
     for r in rows:
         cells = [r["name"], str(r["trials"]), f"{r['eer_percent']:.3f}"]
         cells += [f"{r[f'min_dcf_{p:g}']:.4f}" for p in p_targets]
+        cells += [f"{r[f'act_dcf_{p:g}']:.4f}" for p in p_targets]
         cells += [f"{r['cllr']:.4f}", f"{r['min_cllr']:.4f}"]
         if star:
             cells.append(f"{r['eer_star_percent']:.3f}")

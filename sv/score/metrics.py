@@ -160,7 +160,8 @@ def eer_star(valid_scores: np.ndarray, valid_labels: np.ndarray,
 def compute_all(scores: np.ndarray, labels: np.ndarray, p_targets: tuple[float, ...] = (0.01, 0.05),
                 points: OperatingPoints | None = None) -> dict:
     """Every summary metric from one sort: trials, targets, nontargets, eer (fraction), eer_threshold,
-    min_dcf {p: value}, min_dcf_threshold {p: threshold}, cllr (actual, of the raw scores), min_cllr.
+    min_dcf {p: value}, min_dcf_threshold {p: threshold}, act_dcf {p: value} (of the raw scores taken as
+    LLRs), cllr (actual, of the raw scores), min_cllr.
     points: OperatingPoints.from_scores(scores, labels) if the caller already has it."""
     if points is None:
         points = OperatingPoints.from_scores(scores, labels)
@@ -171,5 +172,6 @@ def compute_all(scores: np.ndarray, labels: np.ndarray, p_targets: tuple[float, 
         "eer": eer_value, "eer_threshold": eer_threshold,
         "min_dcf": {p: v for p, (v, _) in dcfs.items()},
         "min_dcf_threshold": {p: t for p, (_, t) in dcfs.items()},
+        "act_dcf": {p: act_dcf(scores, labels, p) for p in p_targets},
         "cllr": cllr(scores, labels), "min_cllr": points.min_cllr(),
     }
