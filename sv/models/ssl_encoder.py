@@ -1,0 +1,173 @@
+"""Self-supervised pre-trained speech models from Hugging Face transformers as layered encoders.
+
+forward(inputs (B, samples) 16 kHz waveform, lengths (B,) | None) -> ([L+1 x (B, T', D)], lengths'):
+the feature-projection (embedding) output followed by every transformer/conformer layer's output, as
+transformers' `output_hidden_states` gives them.
+
+Supported: WavLM, HuBERT, wav2vec 2.0, data2vec-audio (waveform in) and w2v-BERT 2.0, which reads
+SeamlessM4T fbank features that `w2vbert_features` computes here from the waveform, so every SSL encoder
+takes the same input.
+
+Padding: models with a layer-normalised conv feature extractor get an attention mask, and their valid
+frames do not depend on what else is in the batch. Models with a group-normalised one (wav2vec 2.0 /
+HuBERT Base, WavLM Base+) were trained without a mask, so as transformers recommends their padding is
+zeroed and no mask is passed: the group norm statistics and attention then see the padding, and a
+padded utterance's output differs slightly from its output alone. Training crops batches to one length
+and extraction can run one utterance at a time, so neither sees padding.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torchaudio.compliance.kaldi as kaldi
+
+from sv.models.registry import register
+
+SAMPLE_RATE = 16000
+WAVEFORM_MODELS = ("wavlm", "hubert", "wav2vec2", "data2vec-audio")
+FBANK_MODELS = ("wav2vec2-bert",)
+
+# Kaldi reads 16-bit samples as integers; SeamlessM4TFeatureExtractor scales [-1, 1] floats back likewise.
+INT16_SCALE = 32768.0
+W2VBERT_STRIDE = 2  # SeamlessM4T stacks pairs of 10 ms frames into one 160-dim 20 ms frame
+
+
+def valid_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, size) bool, True on the first lengths[b] positions."""
+    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def w2vbert_features(waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SeamlessM4TFeatureExtractor's input_features for a padded batch of 16 kHz [-1, 1] waveforms.
+
+    80 Kaldi fbank bins (25 ms povey window, 10 ms hop, no dither), each utterance normalised per bin
+    over its own frames (unbiased variance, as the extractor does), zero-padded to an even frame count,
+    then pairs of frames stacked to 160 dims. Returns (B, T, 160) and the valid stacked frames per
+    utterance: the extractor's attention mask drops a stacked frame whose second half is padding.
+    """
+    feats = []
+    for wave, n in zip(waves, lengths.tolist()):
+        fbank = kaldi.fbank(wave[:n].float().unsqueeze(0) * INT16_SCALE, num_mel_bins=80,
+                            sample_frequency=SAMPLE_RATE, dither=0.0)
+        mean, var = fbank.mean(0, keepdim=True), fbank.var(0, keepdim=True, unbiased=True)
+        feats.append((fbank - mean) / torch.sqrt(var + 1e-7))
+    num_frames = torch.tensor([f.shape[0] for f in feats], device=waves.device)
+    padded = nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    if padded.shape[1] % W2VBERT_STRIDE:
+        padded = nn.functional.pad(padded, (0, 0, 0, W2VBERT_STRIDE - padded.shape[1] % W2VBERT_STRIDE))
+    b, t, f = padded.shape
+    return padded.reshape(b, t // W2VBERT_STRIDE, f * W2VBERT_STRIDE), num_frames // W2VBERT_STRIDE
+
+
+def _feature_extractor_setting(pretrained: str, key: str) -> Any:
+    """A value from the model's preprocessor_config.json, or None where there is no such file or key."""
+    from transformers.utils import cached_file
+
+    path = cached_file(pretrained, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get(key)
+
+
+@register("ssl_encoder")
+class SSLEncoder(nn.Module):
+    """A transformers SSL speech model returning every layer's output.
+
+    pretrained: local directory or hub id of the model (AutoModel.from_pretrained).
+    from_config: build it from its config.json with random weights (e.g. to count parameters, or when
+        a checkpoint of this encoder will be loaded anyway).
+    num_layers: keep only the first N transformer layers; the others are removed, parameters included.
+    max_input_seconds: crop longer inputs (training crops anyway; extraction averages over chunks upstream).
+    normalize: zero-mean unit-variance normalise each waveform over its valid samples; by default as the
+        model's preprocessor_config.json says (`do_normalize`). Waveform models only.
+    config_overrides: config attributes to change, e.g. {"hidden_dropout": 0.0}.
+
+    Layer drop and the model's own SpecAugment are always off: layer drop would change the number of
+    hidden states, and augmentation belongs to the data pipeline.
+    """
+
+    def __init__(self, pretrained: str, from_config: bool = False, num_layers: int | None = None,
+                 max_input_seconds: float | None = None, normalize: bool | None = None,
+                 config_overrides: dict[str, Any] | None = None):
+        super().__init__()
+        # imported here, not at the top: build_model imports every model module, and only this one needs
+        # transformers, which takes seconds to import
+        from transformers import AutoConfig, AutoModel
+
+        overrides = {**(config_overrides or {}), "layerdrop": 0.0, "mask_time_prob": 0.0, "mask_feature_prob": 0.0}
+        config = AutoConfig.from_pretrained(pretrained, **overrides)
+        if config.model_type not in WAVEFORM_MODELS + FBANK_MODELS:
+            raise ValueError(f"{pretrained}: model type {config.model_type!r} is not one of "
+                             f"{', '.join(WAVEFORM_MODELS + FBANK_MODELS)}")
+        if num_layers is not None and not 1 <= num_layers <= config.num_hidden_layers:
+            raise ValueError(f"num_layers must be in 1..{config.num_hidden_layers}, got {num_layers}")
+        self.model = AutoModel.from_config(config) if from_config else AutoModel.from_pretrained(pretrained, config=config)
+        if num_layers is not None:
+            self.model.encoder.layers = self.model.encoder.layers[:num_layers]
+            self.model.config.num_hidden_layers = num_layers
+
+        self.takes_fbank = config.model_type in FBANK_MODELS
+        if self.takes_fbank and normalize is not None:
+            raise ValueError("normalize applies to waveform models; w2v-BERT's fbank is always normalised per bin")
+        if not self.takes_fbank and normalize is None:
+            normalize = _feature_extractor_setting(pretrained, "do_normalize")
+            if normalize is None:
+                raise ValueError(f"{pretrained}: no do_normalize in preprocessor_config.json; set normalize")
+        self.normalize = bool(normalize)
+        # data2vec-audio's conv feature extractor is always layer-normalised, and it has no such setting
+        self.use_attention_mask = self.takes_fbank or getattr(config, "feat_extract_norm", "layer") == "layer"
+        self.max_samples = None if max_input_seconds is None else int(max_input_seconds * SAMPLE_RATE)
+        # data2vec-audio's positional embedding is a stack of convolutions: transformers zeroes the
+        # padding before the first one only, so later ones would carry padding into the last valid frames
+        self._valid_frames: torch.Tensor | None = None
+        if config.model_type == "data2vec-audio":
+            for layer in self.model.encoder.pos_conv_embed.layers:
+                layer.register_forward_hook(self._zero_padded_frames)
+
+    def _zero_padded_frames(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook on a (B, D, T) positional conv layer."""
+        return output if self._valid_frames is None else output * self._valid_frames[:, None, :].to(output.dtype)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.model.encoder.layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    def _prepare_waveform(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        valid = valid_mask(lengths, waves.shape[1])
+        if self.normalize:
+            # per utterance over its valid samples, as Wav2Vec2FeatureExtractor does (biased variance)
+            n = lengths[:, None].to(waves.dtype)
+            mean = (waves * valid).sum(1, keepdim=True) / n
+            var = (((waves - mean) * valid) ** 2).sum(1, keepdim=True) / n
+            waves = (waves - mean) / torch.sqrt(var + 1e-7)
+        return waves * valid
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        if lengths is None:
+            lengths = torch.full((inputs.shape[0],), inputs.shape[1], dtype=torch.long, device=inputs.device)
+        lengths = lengths.to(inputs.device)
+        if self.max_samples is not None and inputs.shape[1] > self.max_samples:
+            inputs, lengths = inputs[:, :self.max_samples], lengths.clamp(max=self.max_samples)
+
+        if self.takes_fbank:
+            x, lengths = w2vbert_features(inputs, lengths)
+            x = x.to(inputs.dtype)
+        else:
+            x = self._prepare_waveform(inputs, lengths)
+        mask = valid_mask(lengths, x.shape[1]).long() if self.use_attention_mask else None
+        out_lengths = self.model._get_feat_extract_output_lengths(lengths).long()
+        if mask is not None and not self.takes_fbank:
+            self._valid_frames = valid_mask(out_lengths, int(self.model._get_feat_extract_output_lengths(x.shape[1])))
+        try:
+            out = self.model(x, attention_mask=mask, output_hidden_states=True)
+        finally:
+            self._valid_frames = None
+        return list(out.hidden_states), out_lengths
