@@ -50,6 +50,8 @@ def test_failure_lists_failed_jobs(tmp_path):
     assert "1 / 3 job(s) failed" in proc.stderr
     assert f"job 2 (exit 1): see {tmp_path}/log/t.2.log" in proc.stderr
     assert "job 1 " not in proc.stderr and "job 3 " not in proc.stderr
+    tail = proc.stderr.split(f"the end of {tmp_path}/log/t.2.log:\n")[1]  # the cause, without a look
+    assert "job 2 says hi" in tail and tail.rstrip().splitlines()[-1].startswith("# Ended (code 1)")
     assert (tmp_path / "log" / "t.2.log").read_text().splitlines()[-1].startswith("# Ended (code 1)")
 
 

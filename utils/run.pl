@@ -5,7 +5,7 @@
 
 Runs the command once per job with every `JOB` in the log path and arguments replaced by the job
 number. Each log starts with the command and ends with its exit status. Exits 1 if any job failed,
-listing the failed jobs and their logs. Options of other runners (--mem, --gpu, --num-threads,
+listing the failed jobs and their logs, followed by the end of the first failed log. Options of other runners (--mem, --gpu, --num-threads,
 --time, --config) are accepted and ignored here, so recipes switch runners by changing $cmd alone.
 Standard library only: it runs with any python3.
 """
@@ -19,6 +19,7 @@ import time
 
 USAGE = __doc__.split("\n\n")[1]
 IGNORED_OPTIONS = ("--mem", "--gpu", "--num-threads", "--time", "--config")
+TAIL_LINES = 8  # of the first failed job's log, printed on failure so the cause shows without a look
 
 
 def parse_args(argv):
@@ -107,6 +108,10 @@ def main(argv):
         n = last - first + 1
         lines = [f"run.pl: {len(failed)} / {n} job(s) failed:"]
         lines += [f"  job {job} (exit {code}): see {log}" for job, log, code in sorted(failed)]
+        first_log = sorted(failed)[0][1]
+        with open(first_log, errors="replace") as f:
+            tail = f.read().splitlines()[-TAIL_LINES:]
+        lines += [f"run.pl: the end of {first_log}:", *tail]
         sys.exit("\n".join(lines))
 
 
