@@ -18,6 +18,26 @@ def run_tool(*args: str, cwd: Path | str = REPO, check: bool = True, **kw) -> su
     return proc
 
 
+def max_overlap(stamp_dir: Path, n: int) -> int:
+    """Most jobs running at once, from the start/end stamps each job of run_stamped_jobs wrote."""
+    events = []
+    for j in range(1, n + 1):
+        start, end = (float(x) for x in (stamp_dir / f"stamp.{j}").read_text().split())
+        events += [(start, 1), (end, -1)]
+    running = best = 0
+    for _, delta in sorted(events):
+        running += delta
+        best = max(best, running)
+    return best
+
+
+def run_stamped_jobs(runner: str, tmp_path: Path, n: int, *opts: str, fail: int = 0) -> subprocess.CompletedProcess:
+    """N jobs through a job runner (run.pl, slurm.pl), each stamping its start and end; job `fail` exits 1."""
+    cmd = (f"s=$(date +%s.%N); sleep 0.4; echo $s $(date +%s.%N) > {tmp_path}/stamp.JOB; "
+           f"echo job JOB says hi; [ JOB -ne {fail} ]")
+    return run_tool(runner, *opts, f"JOB=1:{n}", f"{tmp_path}/log/t.JOB.log", "bash", "-c", cmd, check=False)
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

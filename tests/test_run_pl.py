@@ -1,28 +1,13 @@
 """utils/run.pl: job substitution, log format, parallelism limit and failure reporting."""
 from pathlib import Path
 
-from conftest import REPO, run_tool
+from conftest import REPO, max_overlap, run_stamped_jobs, run_tool
 
 RUN_PL = str(REPO / "utils" / "run.pl")
 
 
-def max_overlap(logdir: Path, n: int) -> int:
-    """Most jobs running at once, from the start/end stamps each job wrote."""
-    events = []
-    for j in range(1, n + 1):
-        start, end = (float(x) for x in (logdir / f"stamp.{j}").read_text().split())
-        events += [(start, 1), (end, -1)]
-    running = best = 0
-    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
-        running += delta
-        best = max(best, running)
-    return best
-
-
 def run_jobs(tmp_path: Path, n: int, *opts: str, fail: int = 0):
-    cmd = (f"s=$(date +%s.%N); sleep 0.4; echo $s $(date +%s.%N) > {tmp_path}/stamp.JOB; "
-           f"echo job JOB says hi; [ JOB -ne {fail} ]")
-    return run_tool(RUN_PL, *opts, f"JOB=1:{n}", f"{tmp_path}/log/t.JOB.log", "bash", "-c", cmd, check=False)
+    return run_stamped_jobs(RUN_PL, tmp_path, n, *opts, fail=fail)
 
 
 def test_logs_and_substitution(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_tool
+from conftest import REPO, max_overlap, run_stamped_jobs, run_tool
 
 SLURM_PL = str(REPO / "utils" / "slurm.pl")
 DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "sinfo", "scancel", "srun", "scontrol")
@@ -133,24 +133,8 @@ def cluster(tmp_path_factory):
             os.environ["SLURM_CONF"] = old_conf
 
 
-def max_overlap(tmp_path: Path, n: int) -> int:
-    """Most jobs running at once, from the start/end stamps each job wrote."""
-    events = []
-    for j in range(1, n + 1):
-        start, end = (float(x) for x in (tmp_path / f"stamp.{j}").read_text().split())
-        events += [(start, 1), (end, -1)]
-    running = best = 0
-    for _, delta in sorted(events):
-        running += delta
-        best = max(best, running)
-    return best
-
-
 def run_jobs(tmp_path: Path, n: int, *opts: str, fail: int = 0):
-    cmd = (f"s=$(date +%s.%N); sleep 0.4; echo $s $(date +%s.%N) > {tmp_path}/stamp.JOB; "
-           f"echo job JOB says hi; [ JOB -ne {fail} ]")
-    return run_tool(SLURM_PL, *opts, f"JOB=1:{n}", f"{tmp_path}/log/t.JOB.log", "bash", "-c", cmd,
-                    check=False)
+    return run_stamped_jobs(SLURM_PL, tmp_path, n, *opts, fail=fail)
 
 
 def test_array_with_a_failing_task(cluster, tmp_path):

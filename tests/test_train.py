@@ -1,6 +1,5 @@
 """Training: the loss falls, 2-process DDP keeps the ranks' weights equal, kill-and-resume is exact,
 and average_model averages."""
-import os
 import signal
 import subprocess
 import sys

@@ -10,12 +10,12 @@ listing the failed jobs and their logs, followed by the end of the first failed 
 Standard library only: it runs with any python3.
 """
 import os
-import re
-import shlex
 import signal
 import subprocess
 import sys
 import time
+
+import job_args  # utils/job_args.py, beside this script
 
 USAGE = __doc__.split("\n\n")[1]
 IGNORED_OPTIONS = ("--mem", "--gpu", "--num-threads", "--time", "--config")
@@ -24,40 +24,13 @@ TAIL_LINES = 8  # of the first failed job's log, printed on failure so the cause
 
 def parse_args(argv):
     max_jobs = 0  # 0: no limit, as Kaldi's default
-    while argv and argv[0].startswith("--"):
-        opt, _, val = argv[0].partition("=")
-        if not val:
-            if len(argv) < 2:
-                sys.exit(f"run.pl: option {opt} needs a value\n{USAGE}")
-            val, argv = argv[1], argv[2:]
-        else:
-            argv = argv[1:]
+    options, var, first, last, log, cmd = job_args.parse(argv, "run.pl", USAGE)
+    for opt, val in options:
         if opt == "--max-jobs-run":
             max_jobs = int(val)
         elif opt not in IGNORED_OPTIONS:
             sys.exit(f"run.pl: unknown option {opt}\n{USAGE}")
-    var, first, last = None, 1, 1
-    if argv:
-        m = re.fullmatch(r"([A-Za-z_]\w*)=(\d+)(?::(\d+))?", argv[0])
-        if m:
-            var, first = m.group(1), int(m.group(2))
-            last = int(m.group(3)) if m.group(3) else first
-            argv = argv[1:]
-            if last < first:
-                sys.exit(f"run.pl: empty job range {first}:{last}")
-    if len(argv) < 2:
-        sys.exit(f"run.pl: need a log file and a command\n{USAGE}")
-    return max_jobs, var, first, last, argv[0], argv[1:]
-
-
-def quote(arg):
-    # As Kaldi: a word without whitespace goes in raw (so `\|` and `">"` act as shell syntax),
-    # anything else is quoted as one argument.
-    return arg if re.fullmatch(r"\S+", arg) else shlex.quote(arg)
-
-
-def substitute(text, var, job):
-    return text if var is None else re.sub(rf"\b{var}\b", str(job), text)
+    return max_jobs, var, first, last, log, cmd
 
 
 def start_job(cmd, log):
@@ -78,7 +51,7 @@ def finish_job(proc, f, t0):
 
 def main(argv):
     max_jobs, var, first, last, log_tmpl, cmd_words = parse_args(argv)
-    cmd_tmpl = " ".join(quote(w) for w in cmd_words)
+    cmd_tmpl = " ".join(job_args.quote(w) for w in cmd_words)
     pending = list(range(first, last + 1))
     running = {}
     failed = []
@@ -93,8 +66,8 @@ def main(argv):
     while pending or running:
         while pending and (max_jobs <= 0 or len(running) < max_jobs):
             job = pending.pop(0)
-            log = substitute(log_tmpl, var, job)
-            proc, f, t0 = start_job(substitute(cmd_tmpl, var, job), log)
+            log = job_args.substitute(log_tmpl, var, job)
+            proc, f, t0 = start_job(job_args.substitute(cmd_tmpl, var, job), log)
             running[job] = (proc, f, t0, log)
         pid, status = os.wait()
         for job, (proc, f, t0, log) in list(running.items()):

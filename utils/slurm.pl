@@ -39,6 +39,8 @@ import subprocess
 import sys
 import time
 
+import job_args  # utils/job_args.py, beside this script
+
 USAGE = __doc__.split("\n\n")[1]
 DEFAULT_CONFIG = __doc__.split("The built-in config:\n")[1]
 FOOTER = re.compile(r"# Ended \(code (-?\d+)\)")
@@ -72,32 +74,15 @@ def read_config(text, source):
 def parse_args(argv):
     opts, config = {}, None
     max_jobs = 0
-    while argv and argv[0].startswith("--"):
-        opt, _, val = argv[0].partition("=")
-        if not val:
-            if len(argv) < 2:
-                die(f"option {opt} needs a value\n{USAGE}")
-            val, argv = argv[1], argv[2:]
-        else:
-            argv = argv[1:]
+    options, var, first, last, log, cmd = job_args.parse(argv, "slurm.pl", USAGE)
+    for opt, val in options:
         if opt == "--max-jobs-run":
             max_jobs = int(val)
         elif opt == "--config":
             config = val
         else:
             opts[opt[2:].replace("-", "_")] = val
-    var, first, last = None, 1, 1
-    if argv:
-        m = re.fullmatch(r"([A-Za-z_]\w*)=(\d+)(?::(\d+))?", argv[0])
-        if m:
-            var, first = m.group(1), int(m.group(2))
-            last = int(m.group(3)) if m.group(3) else first
-            argv = argv[1:]
-            if last < first:
-                die(f"empty job range {first}:{last}")
-    if len(argv) < 2:
-        die(f"need a log file and a command\n{USAGE}")
-    return opts, config, max_jobs, var, first, last, argv[0], argv[1:]
+    return opts, config, max_jobs, var, first, last, log, cmd
 
 
 def sbatch_flags(opts, options, defaults):
@@ -116,15 +101,6 @@ def sbatch_flags(opts, options, defaults):
         else:
             die(f"--{name.replace('_', '-')} {value}: no matching line in the config")
     return flags
-
-
-def quote(arg):
-    # As run.pl (and Kaldi): a word without whitespace goes in raw, anything else is quoted.
-    return arg if re.fullmatch(r"\S+", arg) else shlex.quote(arg)
-
-
-def substitute(text, var, job):
-    return text if var is None else re.sub(rf"\b{var}\b", str(job), text)
 
 
 BATCH_SCRIPT = """#!/usr/bin/env bash
@@ -150,8 +126,8 @@ exit $rc
 def write_script(path, cmd_tmpl, log_tmpl, var, first, last):
     cases = []
     for job in range(first, last + 1):
-        log = os.path.abspath(substitute(log_tmpl, var, job))
-        cmd = substitute(cmd_tmpl, var, job)
+        log = os.path.abspath(job_args.substitute(log_tmpl, var, job))
+        cmd = job_args.substitute(cmd_tmpl, var, job)
         cases.append(f"  {job}) log={shlex.quote(log)}\n     cmd={shlex.quote(cmd)} ;;")
     with open(path, "w") as f:
         f.write(BATCH_SCRIPT.format(cwd=shlex.quote(os.getcwd()), cases="\n".join(cases)))
@@ -193,7 +169,7 @@ def main(argv):
         command, options, defaults = read_config(DEFAULT_CONFIG, "built-in config")
     flags = sbatch_flags(opts, options, defaults)
 
-    cmd_tmpl = " ".join(quote(w) for w in cmd_words)
+    cmd_tmpl = " ".join(job_args.quote(w) for w in cmd_words)
     log_dir = os.path.dirname(log_tmpl) or "."
     name = os.path.basename(log_tmpl)
     name = re.sub(r"\.log$", "", re.sub(rf"\.?\b{var}\b", "", name) if var else name) or "job"
@@ -201,7 +177,7 @@ def main(argv):
     os.makedirs(q_dir, exist_ok=True)
     script = os.path.join(q_dir, f"{name}.sh")
     write_script(script, cmd_tmpl, log_tmpl, var, first, last)
-    logs = {job: substitute(log_tmpl, var, job) for job in range(first, last + 1)}
+    logs = {job: job_args.substitute(log_tmpl, var, job) for job in range(first, last + 1)}
     for log in logs.values():  # a stale footer from an earlier run must not count as a result
         if os.path.exists(log):
             os.remove(log)

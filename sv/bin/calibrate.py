@@ -19,13 +19,13 @@ import argparse
 import logging
 from pathlib import Path
 
-import kaldiio
 import numpy as np
 import yaml
 
 from sv.cli import run_main
 from sv.data.data_dir import utt2spk_to_spk2utt, validate_data_dir
 from sv.data.table import DataError, atomic_open, iter_table, read_scp, write_lines, write_scp, write_spk2utt
+from sv.score.embeddings import load_embeddings
 from sv.score.qmf import MAX_DURATION, QMF, cllr_loss, train_qmf, trial_features
 
 log = logging.getLogger("sv.bin.calibrate")
@@ -113,7 +113,10 @@ def side_qualities(rows: list[list[str]], cohort: np.ndarray, durations: dict[st
 
 def load_qualities(utt2dur: list[str], emb_scp: list[str]) -> tuple[dict[str, float], dict[str, float]]:
     durations = {k: float(v) for f in utt2dur for k, v in read_scp(f).items()}
-    magnitudes = {k: float(np.linalg.norm(v)) for f in emb_scp for k, v in kaldiio.load_scp_sequential(f)}
+    magnitudes: dict[str, float] = {}
+    for f in emb_scp:
+        keys, matrix = load_embeddings(f)
+        magnitudes.update(zip(keys, np.linalg.norm(matrix, axis=1).tolist()))
     return durations, magnitudes
 
 

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from sv.data.audio import AudioError, audio_duration
-from sv.data.table import (DataError, iter_lines, read_scp, read_spk2utt, where, write_lines,
-                           write_scp, write_spk2utt)
+from sv.data.table import (DataError, iter_lines, read_scp, read_spk2utt, where, write_scp, write_spk2utt)
 
 # Tables keyed by utterance; any that exist are kept in step by fix/subset/combine.
 UTT_TABLES = ("utt2spk", "feats.scp", "utt2dur", "utt2num_frames", "text", "vad.scp", "utt2lang")
