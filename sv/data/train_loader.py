@@ -1,12 +1,15 @@
-"""The training data pipeline: batches of (features, speaker label) for one epoch of one DDP rank.
+"""The training data pipeline: batches of (features or waveforms, speaker label) for one epoch of one DDP rank.
 
-Two modes, chosen by `data.mode`:
+Three modes, chosen by `data.mode`:
   features: crops of the precomputed features in <train_dir>/feats.scp (read with kaldiio);
-  raw:      crops of the audio in <train_dir>/wav.scp, augmented on the fly, then fbank.
+  raw:      crops of the audio in <train_dir>/wav.scp, augmented on the fly, then fbank;
+  waveform: the same augmented crops at data.sample_rate, as waveforms, for models on a pre-trained speech
+            encoder (which normalises its input itself, so data.normalize and SpecAugment do not apply).
 Each is a WeSpeaker-style chain of generators over samples:
   features: shard -> load_feats -> normalize -> spec_augment -> collate
   raw:      shard -> draw_speed -> load_waves -> perturb_speed -> add_reverb -> add_musan -> fbank
             -> normalize -> spec_augment -> collate
+  waveform: shard -> draw_speed -> load_waves -> perturb_speed -> add_reverb -> add_musan -> collate
 
 Augmentation, each step applied to an item with its own probability: speed perturbation (prob is the
 chance of a speed other than 1.0, drawn uniformly from speeds; WeSpeaker's uniform pick among 1.0, 0.9
@@ -51,7 +54,7 @@ from sv.data.table import DataError, read_scp, read_spk2utt
 
 log = logging.getLogger(__name__)
 
-MODES = ("features", "raw")
+MODES = ("features", "raw", "waveform")
 NORMALIZATIONS = ("mean", "meanvar", "none")
 BABBLE = "speech"  # the MUSAN type that is mixed as babble of several files
 
@@ -59,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "train_dir": None,          # required
     "mode": "features",
     "fbank_config": None,       # raw mode; None: <train_dir>/conf/fbank.yaml if present, else fbank's defaults
+    "sample_rate": 16000,       # waveform mode
     "batch_size": 64,           # per rank
     "num_workers": 2,
     "crop": 2.0,                # seconds, or [low, high] drawn per batch
@@ -129,6 +133,8 @@ def resolve_config(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     _require(_is_int(cfg["num_workers"]) and cfg["num_workers"] >= 0, "data.num_workers", "an integer >= 0",
              cfg["num_workers"])
     _require(_is_int(cfg["seed"]) and cfg["seed"] >= 0, "data.seed", "an integer >= 0", cfg["seed"])
+    _require(_is_int(cfg["sample_rate"]) and cfg["sample_rate"] > 0, "data.sample_rate", "an integer > 0 (Hz)",
+             cfg["sample_rate"])
     crop = cfg["crop"]
     _require((_is_number(crop) and crop > 0) or (_is_range(crop, _is_number) and crop[0] > 0), "data.crop",
              "seconds > 0, or a [low, high] range of them", crop)
@@ -160,6 +166,9 @@ def resolve_config(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
             if cfg[section]["prob"] > 0:
                 raise DataError(f"data.{section}.prob: {cfg[section]['prob']} needs data.mode: raw "
                                 f"(waveform augmentation cannot be applied to precomputed features)")
+    if cfg["mode"] == "waveform" and cfg["specaug"]["prob"] > 0:
+        raise DataError(f"data.specaug.prob: {cfg['specaug']['prob']} needs fbank features (data.mode: features "
+                        f"or raw); waveform mode feeds the model audio")
     return cfg
 
 
@@ -357,20 +366,19 @@ def samples_for_frames(num_frames: int, fbank_cfg: Mapping[str, Any]) -> int:
     return (num_frames - 1) * shift + window
 
 
-def load_waves(samples: Iterable[Sample], fbank_cfg: Mapping[str, Any]) -> Iterator[Sample]:
-    """The crop's audio; with a speed other than 1 the stretch of source audio that plays in the crop."""
-    sr = int(fbank_cfg["sample_frequency"])
+def load_waves(samples: Iterable[Sample], crop_samples: Callable[[int], int], sr: int) -> Iterator[Sample]:
+    """The crop's audio (crop_samples(num_frames) samples at sr); with a speed other than 1 the stretch of
+    source audio that plays in the crop."""
     for s in samples:
-        s.wave = read_chunk(s.source, math.ceil(samples_for_frames(s.num_frames, fbank_cfg) * s.speed), sr, s.rng)
+        s.wave = read_chunk(s.source, math.ceil(crop_samples(s.num_frames) * s.speed), sr, s.rng)
         yield s
 
 
-def perturb_speed(samples: Iterable[Sample], fbank_cfg: Mapping[str, Any]) -> Iterator[Sample]:
+def perturb_speed(samples: Iterable[Sample], crop_samples: Callable[[int], int], sr: int) -> Iterator[Sample]:
     """Speed-perturbing the crop, not the whole utterance, saves resampling audio that is thrown away."""
-    sr = int(fbank_cfg["sample_frequency"])
     for s in samples:
         if s.speed != 1.0:
-            s.wave = augment.speed_perturb(s.wave, sr, s.speed)[:samples_for_frames(s.num_frames, fbank_cfg)]
+            s.wave = augment.speed_perturb(s.wave, sr, s.speed)[:crop_samples(s.num_frames)]
         yield s
 
 
@@ -435,12 +443,13 @@ def spec_augment(samples: Iterable[Sample], prob: float, **masks: int) -> Iterat
         yield s
 
 
-def collate(samples: Iterable[Sample], batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def collate(samples: Iterable[Sample], batch_size: int, field: str = "feats") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of the items' `field` (feats, or wave in waveform mode) and labels."""
     group: list[Sample] = []
     for s in samples:
         group.append(s)
         if len(group) == batch_size:
-            yield (torch.from_numpy(np.stack([g.feats for g in group]).astype(np.float32, copy=False)),
+            yield (torch.from_numpy(np.stack([getattr(g, field) for g in group]).astype(np.float32, copy=False)),
                    torch.tensor([g.label for g in group], dtype=torch.int64))
             group = []
 
@@ -474,12 +483,13 @@ class TrainSet(IterableDataset):
         _batches_per_rank(len(self.corpus.sources), cfg["batch_size"], world_size, cfg["train_dir"])
         self.batches = epoch_batches(len(self.corpus.sources), cfg["batch_size"], world_size, cfg["seed"], epoch)
         self.global_ids = list(range(rank, len(self.batches), world_size))[start_batch:]
+        self.fbank_cfg = self._raw_fbank_config() if cfg["mode"] == "raw" else None
         if cfg["mode"] == "features":
-            self.fbank_cfg = None
             self.shift_ms = frame_shift_ms(cfg["train_dir"])
-        else:
-            self.fbank_cfg = self._raw_fbank_config()
+        elif cfg["mode"] == "raw":
             self.shift_ms = float(self.fbank_cfg["frame_shift"])
+        else:  # waveform: a "frame" is a sample, so crops are drawn in samples
+            self.shift_ms = 1000.0 / cfg["sample_rate"]
         self.rirs = (tuple(f for files in load_aug_dir(cfg["rir"]["data_dir"], "rir").values() for f in files)
                      if cfg["rir"]["prob"] > 0 else ())
         self.noises = self._musan() if cfg["musan"]["prob"] > 0 else {}
@@ -511,24 +521,32 @@ class TrainSet(IterableDataset):
         if cfg["mode"] == "features":
             samples = load_feats(samples)
         else:
-            sr = int(self.fbank_cfg["sample_frequency"])
+            if cfg["mode"] == "raw":
+                sr = int(self.fbank_cfg["sample_frequency"])
+                crop_samples = functools.partial(samples_for_frames, fbank_cfg=self.fbank_cfg)
+            else:
+                sr, crop_samples = cfg["sample_rate"], int
             sp, musan = cfg["speed_perturb"], cfg["musan"]
             samples = draw_speed(samples, sp["prob"], sp["speeds"], self.corpus.num_speakers, sp["as_new_speakers"])
-            samples = load_waves(samples, self.fbank_cfg)
-            samples = perturb_speed(samples, self.fbank_cfg)
+            samples = load_waves(samples, crop_samples, sr)
+            samples = perturb_speed(samples, crop_samples, sr)
             samples = add_reverb(samples, self.rirs, cfg["rir"]["prob"], sr)
             samples = add_musan(samples, self.noises, musan["prob"], musan["snr"], musan["babble_speakers"], sr)
-            samples = fbank(samples, self.fbank_cfg)
-        samples = normalize(samples, cfg["normalize"])
-        masks = {k: v for k, v in cfg["specaug"].items() if k != "prob"}
-        samples = spec_augment(samples, cfg["specaug"]["prob"], **masks)
-        batches = collate(samples, cfg["batch_size"])
+        if cfg["mode"] == "waveform":
+            batches = collate(samples, cfg["batch_size"], field="wave")
+        else:
+            if cfg["mode"] == "raw":
+                samples = fbank(samples, self.fbank_cfg)
+            samples = normalize(samples, cfg["normalize"])
+            masks = {k: v for k, v in cfg["specaug"].items() if k != "prob"}
+            samples = spec_augment(samples, cfg["specaug"]["prob"], **masks)
+            batches = collate(samples, cfg["batch_size"])
         return batches if info is not None else _single_threaded(batches)
 
 
 def build_train_loader(data_cfg: Mapping[str, Any], rank: int, world_size: int, epoch: int,
                        start_batch: int = 0) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches (feats (B, T, F) float32, labels (B,) int64) for one epoch of this rank, starting at batch
+    """Batches (feats (B, T, F) or waveforms (B, samples) float32, labels (B,) int64) for one epoch of this rank, starting at batch
     `start_batch` (for exact resume). All inputs are checked here, before any worker starts."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")

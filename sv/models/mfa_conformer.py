@@ -20,16 +20,18 @@ from sv.models.registry import register
 class MFA(nn.Module):
     """Multi-scale feature aggregation back-end: [L x (B, T, D)] + lengths -> (B, embed_dim).
 
-    Pooling is ECAPA-style ASTP with global context and a 128-channel bottleneck, as in the
-    MFA-Conformer code (SpeechBrain's AttentiveStatisticsPooling); with embed_dim 256 this reproduces
-    the paper's parameter counts.
+    concat -> LayerNorm (layer_norm) -> attentive statistics pooling -> BatchNorm (batch_norm) -> Linear.
+    The defaults are the MFA-Conformer code's (SpeechBrain's AttentiveStatisticsPooling: ECAPA-style ASTP with
+    global context and a 128-channel bottleneck); with embed_dim 256 they reproduce Cai & Li's parameter counts.
+    The w2v-BERT 2.0 MFA of Li et al. has neither norm and no global context (sv/models/ssl_mfa.py).
     """
 
-    def __init__(self, in_dim: int, embed_dim: int = 256, bottleneck_dim: int = 128):
+    def __init__(self, in_dim: int, embed_dim: int = 256, bottleneck_dim: int = 128, *, layer_norm: bool = True,
+                 global_context: bool = True, batch_norm: bool = True):
         super().__init__()
-        self.norm = nn.LayerNorm(in_dim)
-        self.pooling = ASTP(in_dim, bottleneck_dim, global_context=True)
-        self.bn = nn.BatchNorm1d(self.pooling.out_dim)
+        self.norm = nn.LayerNorm(in_dim) if layer_norm else nn.Identity()
+        self.pooling = ASTP(in_dim, bottleneck_dim, global_context=global_context)
+        self.bn = nn.BatchNorm1d(self.pooling.out_dim) if batch_norm else nn.Identity()
         self.fc = nn.Linear(self.pooling.out_dim, embed_dim)
 
     def forward(self, layers: list[torch.Tensor], lengths: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,6 +14,11 @@ HuBERT Base, WavLM Base+) were trained without a mask, so as transformers recomm
 zeroed and no mask is passed: the group norm statistics and attention then see the padding, and a
 padded utterance's output differs slightly from its output alone. Training crops batches to one length
 and extraction can run one utterance at a time, so neither sees padding.
+
+cls_token: a learnable D-dim [CLS] token is prepended to the sequence entering the transformer (after the
+feature projection, before any positional convolution), as Vaessen & van Leeuwen, "Fine-tuning wav2vec2
+for speaker recognition", ICASSP 2022 do; every hidden state then has T'+1 frames, position 0 being the
+token, and lengths' count it.
 """
 from __future__ import annotations
 
@@ -85,6 +90,9 @@ class SSLEncoder(nn.Module):
     normalize: zero-mean unit-variance normalise each waveform over its valid samples; by default as the
         model's preprocessor_config.json says (`do_normalize`). Waveform models only.
     config_overrides: config attributes to change, e.g. {"hidden_dropout": 0.0}.
+    cls_token: prepend a [CLS] token to the transformer's input (see the module docstring). Vaessen &
+        van Leeuwen fill it with ones and train it or not; here it starts at ones and is a parameter, so
+        `requires_grad_(False)` gives their constant token.
 
     Layer drop and the model's own SpecAugment are always off: layer drop would change the number of
     hidden states, and augmentation belongs to the data pipeline.
@@ -92,20 +100,24 @@ class SSLEncoder(nn.Module):
 
     def __init__(self, pretrained: str, from_config: bool = False, num_layers: int | None = None,
                  max_input_seconds: float | None = None, normalize: bool | None = None,
-                 config_overrides: dict[str, Any] | None = None):
+                 config_overrides: dict[str, Any] | None = None, cls_token: bool = False):
         super().__init__()
         # imported here, not at the top: build_model imports every model module, and only this one needs
         # transformers, which takes seconds to import
         from transformers import AutoConfig, AutoModel
 
-        overrides = {**(config_overrides or {}), "layerdrop": 0.0, "mask_time_prob": 0.0, "mask_feature_prob": 0.0}
-        config = AutoConfig.from_pretrained(pretrained, **overrides)
+        config = AutoConfig.from_pretrained(pretrained, **{**(config_overrides or {}), "layerdrop": 0.0,
+                                                           "apply_spec_augment": False})
         if config.model_type not in WAVEFORM_MODELS + FBANK_MODELS:
             raise ValueError(f"{pretrained}: model type {config.model_type!r} is not one of "
                              f"{', '.join(WAVEFORM_MODELS + FBANK_MODELS)}")
         if num_layers is not None and not 1 <= num_layers <= config.num_hidden_layers:
             raise ValueError(f"num_layers must be in 1..{config.num_hidden_layers}, got {num_layers}")
         self.model = AutoModel.from_config(config) if from_config else AutoModel.from_pretrained(pretrained, config=config)
+        # Unused with SpecAugment off; a parameter without gradients would stall DDP. Dropped after loading, so
+        # that loading does not report it as an unexpected key.
+        if hasattr(self.model, "masked_spec_embed"):
+            del self.model.masked_spec_embed
         if num_layers is not None:
             self.model.encoder.layers = self.model.encoder.layers[:num_layers]
             self.model.config.num_hidden_layers = num_layers
@@ -127,6 +139,21 @@ class SSLEncoder(nn.Module):
         if config.model_type == "data2vec-audio":
             for layer in self.model.encoder.pos_conv_embed.layers:
                 layer.register_forward_hook(self._zero_padded_frames)
+        self.cls_token = nn.Parameter(torch.ones(config.hidden_size)) if cls_token else None
+        if cls_token:
+            # the positional convolution and the masking of padded frames run inside the encoder, so the
+            # token goes in at the encoder's input for them to see it as frame 0
+            self.model.encoder.register_forward_pre_hook(self._prepend_cls_token, with_kwargs=True)
+
+    def _prepend_cls_token(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        """Forward pre-hook on the encoder: hidden_states (B, T, D) -> (B, T+1, D), the mask one valid frame longer."""
+        hidden_states, *rest = args
+        token = self.cls_token.to(hidden_states.dtype).expand(hidden_states.shape[0], 1, -1)
+        hidden_states = torch.cat([token, hidden_states], dim=1)
+        mask = kwargs.get("attention_mask")
+        if mask is not None:  # models run without a mask attend to every frame, the token included
+            kwargs["attention_mask"] = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
+        return (hidden_states, *rest), kwargs
 
     def _zero_padded_frames(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
         """Forward hook on a (B, D, T) positional conv layer."""
@@ -166,8 +193,12 @@ class SSLEncoder(nn.Module):
         out_lengths = self.model._get_feat_extract_output_lengths(lengths).long()
         if mask is not None and not self.takes_fbank:
             self._valid_frames = valid_mask(out_lengths, int(self.model._get_feat_extract_output_lengths(x.shape[1])))
+            if self.cls_token is not None:
+                self._valid_frames = nn.functional.pad(self._valid_frames, (1, 0), value=True)
         try:
             out = self.model(x, attention_mask=mask, output_hidden_states=True)
         finally:
             self._valid_frames = None
+        if self.cls_token is not None:
+            out_lengths = out_lengths + 1
         return list(out.hidden_states), out_lengths
