@@ -2,11 +2,15 @@
 # Speaker embeddings (x-vectors) of a data dir with a trained model, in parallel jobs.
 # Run from a recipe dir (egs/X) where utils/ and steps/ are links to the repo's.
 #
-# Reads:  <exp-dir>/models/<model-name> (its `config` builds the network), <data-dir>/{feats.scp,utt2spk}
+# Reads:  <exp-dir>/models/<model-name> (its `config` builds the network), <exp-dir>/config.yaml, and
+#         <data-dir>/{feats.scp,utt2spk}, or for a model trained on audio (data.mode: waveform in
+#         config.yaml, e.g. on a pre-trained encoder) <data-dir>/{wav.scp,segments (if any),utt2spk}
 # Writes: <exp-dir>/embeddings/<set>/xvector.JOB.{ark,scp} (one pair per job) and xvector.scp, sorted,
 #         pointing into the per-job archives; logs in <exp-dir>/embeddings/<set>/log/
-# where <set> is the data dir's basename. xvector.scp appears only once every utterance of utt2spk
-# has an embedding.
+# where <set> is the data dir's basename. The jobs write xvector.JOB.new.{ark,scp}; these replace the
+# previous run's archives and xvector.scp only once every utterance of utt2spk has an embedding, so a
+# failed rerun leaves the previous embeddings as they were. Archives of job numbers above --nj (from a
+# previous run with more jobs) are deleted then.
 set -euo pipefail
 
 # Begin configuration section.
@@ -26,8 +30,9 @@ help_message="Usage: $0 [options] <exp-dir> <data-dir>
 Options:
   --nj <n>                  # parallel jobs, at most one per utterance (default: $nj)
   --cmd <runner>            # job runner, e.g. 'utils/run.pl --max-jobs-run 4' (default: $cmd)
-  --batch-frames <n>        # most padded frames in a batch (default: $batch_frames)
-  --max-frames <n>          # embed in chunks of at most n frames and average them (default: whole utterances)
+  --batch-frames <n>        # most padded frames (10 ms for audio) in a batch (default: $batch_frames)
+  --max-frames <n>          # embed in chunks of at most n frames (10 ms for audio) and average them
+                            # (default: whole utterances)
   --model-name <file>       # checkpoint in <exp-dir>/models (default: $model_name)
   --device <auto|cpu|cuda>  # where each job runs the model (default: $device)"
 . utils/parse_options.sh
@@ -50,9 +55,29 @@ logdir=$out/log
 
 [ -f "$model" ] || { echo "$0: no such model $model" >&2; exit 1; }
 [ -f "$data/utt2spk" ] || { echo "$0: no such file $data/utt2spk" >&2; exit 1; }
-if [ ! -f "$data/feats.scp" ]; then
-  echo "$0: no such file $data/feats.scp: make features first (steps/make_fbank.sh $data)" >&2
-  exit 1
+mode=features
+if [ -f "$exp/config.yaml" ]; then mode=$(python utils/get_config.py --default features "$exp/config.yaml" data.mode); fi
+# The jobs' input: parts of feats.scp, or of the audio (segments, else wav.scp) as make_fbank.sh splits it.
+job_opts=
+if [ "$mode" != waveform ]; then
+  if [ ! -f "$data/feats.scp" ]; then
+    echo "$0: no such file $data/feats.scp: make features first (steps/make_fbank.sh $data)" >&2
+    exit 1
+  fi
+  units=$data/feats.scp
+  part=$logdir/feats.JOB.scp
+  input=$part
+elif [ -f "$data/segments" ]; then
+  [ -f "$data/wav.scp" ] || { echo "$0: no such file $data/wav.scp" >&2; exit 1; }
+  units=$data/segments
+  part=$logdir/segments.JOB
+  job_opts="--segments $part"
+  input=$data/wav.scp
+else
+  [ -f "$data/wav.scp" ] || { echo "$0: no such file $data/wav.scp" >&2; exit 1; }
+  units=$data/wav.scp
+  part=$logdir/wav.JOB.scp
+  input=$part
 fi
 if ! [[ $nj =~ ^[1-9][0-9]*$ ]]; then
   echo "$0: --nj must be a positive integer, got '$nj'" >&2
@@ -60,36 +85,71 @@ if ! [[ $nj =~ ^[1-9][0-9]*$ ]]; then
 fi
 
 mkdir -p "$logdir"
-# Old embeddings must not outlive a failed run: the archives they point into are about to be rewritten.
-rm -f "$out/xvector.scp"
+# A rerun must not touch the previous run's outputs until it has succeeded: the jobs write
+# xvector.JOB.new.{ark,scp}, which replace xvector.JOB.{ark,scp} and xvector.scp only once every job
+# succeeded and every utterance has an embedding. On a failure or Ctrl-C the .new files are removed on
+# exit; were this shell killed outright, the next run removes them before it starts.
+prefix=$out/xvector
+cleanup() {
+  local f
+  for f in "$prefix".*; do
+    if [[ ${f#"$prefix."} =~ ^[1-9][0-9]*\.new\.(ark|scp)(\.tmp)?$ ]]; then rm -f "$f"; fi
+  done
+  rm -f "$out/.xvector.scp.tmp"
+}
+cleanup
+trap cleanup EXIT
 
-nutts=$(wc -l < "$data/feats.scp")
+nutts=$(wc -l < "$units")
 if [ "$nj" -gt "$nutts" ]; then
-  echo "$0: only $nutts utterances in $data/feats.scp: using --nj $nutts"
+  echo "$0: only $nutts utterances in $units: using --nj $nutts"
   nj=$nutts
 fi
 parts=()
-for n in $(seq "$nj"); do parts+=("$logdir/feats.$n.scp"); done
-python utils/split_scp.py "$data/feats.scp" "${parts[@]}"
+for n in $(seq "$nj"); do parts+=("${part//JOB/$n}"); done
+python utils/split_scp.py "$units" "${parts[@]}"
 
-opts="--batch-frames $batch_frames --device $device"
+opts="--batch-frames $batch_frames --device $device $job_opts"
 if [ -n "$max_frames" ]; then opts="$opts --max-frames $max_frames"; fi
 
 # $cmd and $opts are unquoted on purpose: they hold several words.
 $cmd JOB=1:"$nj" "$logdir/extract.JOB.log" \
     python -m sv.bin.extract --model "$model" $opts \
-      "$logdir/feats.JOB.scp" "$out/xvector.JOB.ark" "$out/xvector.JOB.scp"
+      "$input" "$prefix.JOB.new.ark" "$prefix.JOB.new.scp"
 
-# Write under a temporary name, check, then rename: xvector.scp exists only when it is complete.
-for n in $(seq "$nj"); do cat "$out/xvector.$n.scp"; done | sort -k1,1 > "$out/.xvector.scp.tmp"
+# Everything is prepared under temporary names and checked before anything of the previous run changes.
+# Each job's scp names its .new.ark; point it at the name the ark will have.
+for n in $(seq "$nj"); do
+  if ! awk -v new="$prefix.$n.new.ark" -v ark="$prefix.$n.ark" '
+      NF != 2 || !match($2, /:[0-9]+$/) || substr($2, 1, RSTART - 1) != new { exit 1 }
+      { print $1, ark substr($2, RSTART) }' "$prefix.$n.new.scp" > "$prefix.$n.new.scp.tmp"; then
+    echo "$0: $prefix.$n.new.scp: expected lines 'utt $prefix.$n.new.ark:offset'" >&2
+    exit 1
+  fi
+  mv "$prefix.$n.new.scp.tmp" "$prefix.$n.new.scp"
+done
+for n in $(seq "$nj"); do cat "$prefix.$n.new.scp"; done | sort -k1,1 > "$out/.xvector.scp.tmp"
 missing=$(awk '{print $1}' "$data/utt2spk" | sort -u | comm -23 - <(awk '{print $1}' "$out/.xvector.scp.tmp"))
 if [ -n "$missing" ]; then
-  rm -f "$out/.xvector.scp.tmp"
   echo "$0: $(echo "$missing" | wc -l) of $(wc -l < "$data/utt2spk") utterances of $data/utt2spk have no" \
-       "embedding, e.g. $(echo "$missing" | head -n 5 | tr '\n' ' ')- are they in $data/feats.scp?" >&2
+       "embedding, e.g. $(echo "$missing" | head -n 5 | tr '\n' ' ')- are they in $units?" >&2
   exit 1
 fi
-mv "$out/.xvector.scp.tmp" "$out/xvector.scp"
+
+# The one step that is not atomic: from the first ark renamed until xvector.scp is moved, the previous
+# xvector.scp may point into a new archive. It is only renames within one directory (no data is
+# copied), so the window is as short as it can be short of naming the archives anew on every run.
+for n in $(seq "$nj"); do mv -f "$prefix.$n.new.ark" "$prefix.$n.ark"; done
+mv -f "$out/.xvector.scp.tmp" "$out/xvector.scp"
+for n in $(seq "$nj"); do mv -f "$prefix.$n.new.scp" "$prefix.$n.scp"; done
+
+# A previous run with more jobs left archives that nothing points to now: remove those of this
+# script's naming pattern, xvector.<job>.{ark,scp} with <job> above --nj.
+for f in "$prefix".*; do
+  if [[ ${f#"$prefix."} =~ ^([1-9][0-9]*)\.(ark|scp)$ ]] && [ "${BASH_REMATCH[1]}" -gt "$nj" ]; then
+    rm -f "$f"
+  fi
+done
 
 rm -f "${parts[@]}"
 echo "$0: succeeded extracting embeddings for $name ($(wc -l < "$out/xvector.scp") utterances) into $out/xvector.scp"

@@ -5,8 +5,10 @@
 # Reads:  <data-dir>/{wav.scp,segments (if any),utt2spk}, the fbank config (YAML)
 # Writes: <fbank-dir>/raw_fbank_<name>.JOB.{ark,scp}, <data-dir>/{feats.scp,utt2num_frames},
 #         <data-dir>/conf/fbank.yaml (the config used), logs <log-dir>/make_fbank_<name>.JOB.log
-# where <name> is the data dir's basename. feats.scp appears only once every utterance has features;
-# a previous feats.scp and utt2num_frames are moved to <data-dir>/.backup first.
+# where <name> is the data dir's basename. The jobs write raw_fbank_<name>.JOB.new.{ark,scp}; these
+# replace the previous run's archives, feats.scp, utt2num_frames and conf/fbank.yaml only once every
+# utterance has features, so a failed rerun leaves the previous outputs as they were. Archives of job
+# numbers above --nj (from a previous run with more jobs) are deleted then.
 set -euo pipefail
 
 # Begin configuration section.
@@ -52,16 +54,24 @@ if ! [[ $nj =~ ^[1-9][0-9]*$ ]]; then
 fi
 
 mkdir -p "$fbankdir" "$logdir"
-# Old features must not outlive a failed run: the archives they point into are about to be rewritten.
-for f in feats.scp utt2num_frames; do
-  if [ -f "$data/$f" ]; then
-    mkdir -p "$data/.backup"
-    echo "$0: moving $data/$f to $data/.backup"
-    mv "$data/$f" "$data/.backup/"
-  fi
-done
 
-python utils/validate_data_dir.py "$data"
+# A rerun must not touch the previous run's outputs until it has succeeded: the jobs write
+# raw_fbank_<name>.JOB.new.{ark,scp}, which replace raw_fbank_<name>.JOB.{ark,scp} and feats.scp only
+# once every job succeeded and every utterance has features. On a failure or Ctrl-C the .new files are
+# removed on exit; were this shell killed outright, the next run removes them before it starts.
+prefix=$fbankdir/raw_fbank_$name
+cleanup() {
+  local f
+  for f in "$prefix".*; do
+    if [[ ${f#"$prefix."} =~ ^[1-9][0-9]*\.new\.(ark|scp)(\.tmp)?$ ]]; then rm -f "$f"; fi
+  done
+  rm -f "$data/.feats.scp.tmp" "$data/.utt2num_frames.tmp" "$data/conf/.fbank.yaml.tmp"
+}
+cleanup
+trap cleanup EXIT
+
+# The previous feats.scp and utt2num_frames stay until replaced and may disagree with an edited data dir.
+python utils/validate_data_dir.py --no-feats "$data"
 
 if [ -f "$data/segments" ]; then
   echo "$0: segments file exists: using that."
@@ -93,26 +103,49 @@ fi
 # $cmd and $job_opts are unquoted on purpose: they hold several words.
 $cmd JOB=1:"$nj" "$logdir/make_fbank_$name.JOB.log" \
     python -m sv.bin.compute_fbank --config "$fbank_config" $job_opts \
-      "$wav" "$fbankdir/raw_fbank_$name.JOB.ark" "$fbankdir/raw_fbank_$name.JOB.scp"
+      "$wav" "$prefix.JOB.new.ark" "$prefix.JOB.new.scp"
 
-# Write under temporary names, check, then rename: feats.scp exists only when it is complete.
-for n in $(seq "$nj"); do cat "$fbankdir/raw_fbank_$name.$n.scp"; done | sort -k1,1 > "$data/.feats.scp.tmp"
+# Everything is prepared under temporary names and checked before anything of the previous run changes.
+# Each job's scp names its .new.ark; point it at the name the ark will have.
+for n in $(seq "$nj"); do
+  if ! awk -v new="$prefix.$n.new.ark" -v ark="$prefix.$n.ark" '
+      NF != 2 || !match($2, /:[0-9]+$/) || substr($2, 1, RSTART - 1) != new { exit 1 }
+      { print $1, ark substr($2, RSTART) }' "$prefix.$n.new.scp" > "$prefix.$n.new.scp.tmp"; then
+    echo "$0: $prefix.$n.new.scp: expected lines 'utt $prefix.$n.new.ark:offset'" >&2
+    exit 1
+  fi
+  mv "$prefix.$n.new.scp.tmp" "$prefix.$n.new.scp"
+done
+for n in $(seq "$nj"); do cat "$prefix.$n.new.scp"; done | sort -k1,1 > "$data/.feats.scp.tmp"
 missing=$(awk '{print $1}' "$data/utt2spk" | comm -23 - <(awk '{print $1}' "$data/.feats.scp.tmp"))
 if [ -n "$missing" ]; then
-  rm -f "$data/.feats.scp.tmp"
   echo "$0: $(echo "$missing" | wc -l) of $(wc -l < "$data/utt2spk") utterances of $data/utt2spk have no" \
        "features, e.g. $(echo "$missing" | head -n 5 | tr '\n' ' ')- see $logdir/make_fbank_$name.*.log" >&2
   exit 1
 fi
 if $write_utt2num_frames; then
   for n in $(seq "$nj"); do cat "$logdir/utt2num_frames.$n"; done | sort -k1,1 > "$data/.utt2num_frames.tmp"
-  mv "$data/.utt2num_frames.tmp" "$data/utt2num_frames"
 fi
-mv "$data/.feats.scp.tmp" "$data/feats.scp"
-
-# Later stages read how the features were made from here.
 mkdir -p "$data/conf"
-cp "$fbank_config" "$data/conf/fbank.yaml"
+cp "$fbank_config" "$data/conf/.fbank.yaml.tmp"
+
+# The one step that is not atomic: from the first ark renamed until feats.scp is moved, the previous
+# feats.scp may point into a new archive. It is only renames within one directory each (no data is
+# copied), so the window is as short as it can be short of naming the archives anew on every run.
+for n in $(seq "$nj"); do mv -f "$prefix.$n.new.ark" "$prefix.$n.ark"; done
+mv -f "$data/.feats.scp.tmp" "$data/feats.scp"
+if $write_utt2num_frames; then mv -f "$data/.utt2num_frames.tmp" "$data/utt2num_frames"; fi
+# Later stages read how the features were made from here.
+mv -f "$data/conf/.fbank.yaml.tmp" "$data/conf/fbank.yaml"
+for n in $(seq "$nj"); do mv -f "$prefix.$n.new.scp" "$prefix.$n.scp"; done
+
+# A previous run with more jobs left archives that nothing points to now: remove those of this
+# script's naming pattern, raw_fbank_<name>.<job>.{ark,scp} with <job> above --nj.
+for f in "$prefix".*; do
+  if [[ ${f#"$prefix."} =~ ^([1-9][0-9]*)\.(ark|scp)$ ]] && [ "${BASH_REMATCH[1]}" -gt "$nj" ]; then
+    rm -f "$f"
+  fi
+done
 
 for n in $(seq "$nj"); do rm -f "${part//JOB/$n}" "$logdir/utt2num_frames.$n"; done
 echo "$0: succeeded creating filterbank features for $name ($(wc -l < "$data/feats.scp") utterances)"

@@ -19,11 +19,9 @@ FEAT_DIM = 20
 LENGTHS = {"spk1-a": 40, "spk1-b": 300, "spk1-c": 130, "spk2-a": 100, "spk2-b": 8, "spk2-c": 257, "spk3-a": 64}
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[Path, Path]:
-    """(exp dir with a tiny ECAPA-TDNN at models/avg_model.pt, data dir with feats.scp and utt2spk)."""
-    root = tmp_path_factory.mktemp("extract")
-    torch.manual_seed(0)
+def save_model(path: Path, seed: int) -> None:
+    """A tiny ECAPA-TDNN checkpoint; another seed gives other weights."""
+    torch.manual_seed(seed)
     cfg = {"model": {"name": "ecapa_tdnn", "feat_dim": FEAT_DIM, "channels": 16, "embed_dim": 8},
            "data": {"normalize": "meanvar"}}
     model = build_model(cfg["model"])
@@ -32,7 +30,14 @@ def setup(tmp_path_factory) -> tuple[Path, Path]:
         if isinstance(m, torch.nn.BatchNorm1d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    save_checkpoint({"model": model.state_dict(), "config": cfg}, root / "exp/models/avg_model.pt")
+    save_checkpoint({"model": model.state_dict(), "config": cfg}, path)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, Path]:
+    """(exp dir with a tiny ECAPA-TDNN at models/avg_model.pt, data dir with feats.scp and utt2spk)."""
+    root = tmp_path_factory.mktemp("extract")
+    save_model(root / "exp/models/avg_model.pt", seed=0)
 
     data = root / "data/test_set"
     data.mkdir(parents=True)
@@ -60,9 +65,9 @@ def run_extract(setup, out: Path, *opts: str) -> dict[str, np.ndarray]:
 
 
 def load_model(setup) -> torch.nn.Module:
-    model, how = extract.load_model(str(setup[0] / "models/avg_model.pt"), None, torch.device("cpu"))
-    assert how == "meanvar"
-    return model
+    model = extract.load_model(str(setup[0] / "models/avg_model.pt"), None, torch.device("cpu"))
+    assert model.normalize == "meanvar" and model.sample_rate is None
+    return model.net
 
 
 def embed_alone(model: torch.nn.Module, feats: np.ndarray) -> np.ndarray:
@@ -170,3 +175,56 @@ def test_stage_script_fails_naming_missing_utterances(setup, tmp_path):
     (partial / "feats.scp").unlink()
     proc = stage(exp, partial, check=False)
     assert proc.returncode != 0 and "feats.scp" in proc.stderr
+
+
+def xvectors(out: Path) -> tuple[bytes, dict[str, np.ndarray]]:
+    return (out / "xvector.scp").read_bytes(), {k: np.array(v) for k, v in kaldiio.load_scp(str(out / "xvector.scp")).items()}
+
+
+def test_stage_script_rerun_keeps_previous_embeddings_until_it_succeeds(setup, tmp_path):
+    exp0, data0 = setup
+    exp, data = tmp_path / "exp", tmp_path / "test_set"
+    (exp / "models").mkdir(parents=True)
+    (exp / "models/avg_model.pt").symlink_to(exp0 / "models/avg_model.pt")
+    # The rerun uses other weights, so an archive it replaced would show in what the previous
+    # xvector.scp loads.
+    save_model(exp / "models/other.pt", seed=1)
+    data.mkdir()
+    for name in ("feats.scp", "utt2spk"):
+        (data / name).write_text((data0 / name).read_text())
+    out = exp / "embeddings/test_set"
+    stage(exp, data, "--nj", "3")
+    scp_before, before = xvectors(out)
+
+    # One utterance more, sorted last, whose features cannot be read: jobs 1 and 2 succeed, job 3 fails.
+    (data / "feats.scp").write_text((data0 / "feats.scp").read_text() + f"spk9-zz {tmp_path / 'gone.ark'}:10\n")
+    (data / "utt2spk").write_text((data0 / "utt2spk").read_text() + "spk9-zz spk9\n")
+    proc = stage(exp, data, "--nj", "3", "--model-name", "other.pt", check=False)
+    assert proc.returncode != 0 and "spk9-zz" in proc.stderr and "extract.3.log" in proc.stderr
+    assert "# Ended (code 0)" in (out / "log/extract.1.log").read_text()
+    scp_after, after = xvectors(out)
+    assert scp_after == scp_before
+    assert after.keys() == before.keys()
+    for key, emb in before.items():
+        np.testing.assert_array_equal(after[key], emb, err_msg=key)
+    assert not [p.name for p in out.iterdir() if ".new." in p.name]
+
+    # Without the bad utterance, the rerun replaces every output; then one with fewer jobs removes the
+    # archives of job 3 and nothing else.
+    for name in ("feats.scp", "utt2spk"):
+        (data / name).write_text((data0 / name).read_text())
+    stage(exp, data, "--nj", "3", "--model-name", "other.pt")
+    (out / "xvector.3.ark.keep").write_text("not ours\n")
+    stage(exp, data, "--nj", "2", "--model-name", "other.pt")
+    assert sorted(p.name for p in out.iterdir()) == ["log", "xvector.1.ark", "xvector.1.scp", "xvector.2.ark",
+                                                     "xvector.2.scp", "xvector.3.ark.keep", "xvector.scp"]
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    extract.main(["--model", str(exp / "models/other.pt"), "--device", "cpu", str(data / "feats.scp"),
+                  str(fresh / "x.ark"), str(fresh / "x.scp")])
+    single = dict(kaldiio.load_scp(str(fresh / "x.scp")))
+    got = dict(kaldiio.load_scp(str(out / "xvector.scp")))
+    assert list(got) == sorted(LENGTHS)
+    for key, emb in got.items():
+        np.testing.assert_allclose(emb, single[key], atol=1e-5)
+        assert np.abs(emb - before[key]).max() > 1e-3  # the other model's, not the previous run's

@@ -208,13 +208,105 @@ def test_make_fbank_end_to_end(tmp_path):
     assert (data / "log" / "make_fbank_dev.2.log").read_text().splitlines()[-1].startswith("# Ended (code 0)")
     run_tool("utils/validate_data_dir.py", str(data))
 
-    # A rerun with more jobs than utterances (clamped) and an audio file gone: it fails naming the
-    # utterance, the file and the log, and leaves no feats.scp behind.
+
+
+def fbank_outputs(data: Path) -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
+    """The bytes of feats.scp, utt2num_frames and conf/fbank.yaml, and the matrix of every feats.scp entry."""
+    files = {f: (data / f).read_bytes() for f in ("feats.scp", "utt2num_frames", "conf/fbank.yaml")}
+    return files, {k: np.array(v) for k, v in kaldiio.load_scp(str(data / "feats.scp")).items()}
+
+
+def new_files(recipe: Path) -> list[str]:
+    return sorted(p.name for p in (recipe / "fbank").iterdir() if ".new." in p.name)
+
+
+def make_fbank(recipe: Path, *opts: str, check: bool = True):
+    return run_tool("bash", "steps/make_fbank.sh", *opts, "data/dev", cwd=recipe, check=check)
+
+
+@pytest.mark.skipif(not (REPO / "utils" / "run.pl").exists(), reason="needs utils/run.pl")
+def test_make_fbank_rerun_keeps_previous_outputs_until_it_succeeds(tmp_path):
+    recipe = make_recipe(tmp_path)
+    data = recipe / "data" / "dev"
+    make_fbank(recipe, "--nj", "2")
+    before, feats_before = fbank_outputs(data)
+    # The rerun makes other features (40 bins), so an archive it replaced would show in what the
+    # previous feats.scp loads.
+    conf40 = recipe / "conf" / "fbank40.yaml"
+    conf40.write_text(CONFIG.read_text().replace("num_mel_bins: 80", "num_mel_bins: 40"))
+
+    # More jobs than utterances (clamped to 3) and the audio of the last job's utterance unreadable:
+    # jobs 1 and 2 succeed, job 3 fails naming the utterance, the file and the log.
     wav = read_scp(data / "wav.scp")["s2-a"]
-    Path(wav).unlink()
-    proc = run_tool("bash", "steps/make_fbank.sh", "--nj", "9", "data/dev", cwd=recipe, check=False)
+    good = Path(wav).read_bytes()
+    Path(wav).write_bytes(b"not audio")
+    proc = make_fbank(recipe, "--nj", "9", "--fbank-config", "conf/fbank40.yaml", check=False)
     assert proc.returncode != 0
     assert "using --nj 3" in proc.stdout
     assert "s2-a" in proc.stderr and wav in proc.stderr and "make_fbank_dev.3.log" in proc.stderr
-    assert not (data / "feats.scp").exists() and not (data / "utt2num_frames").exists()
-    assert (data / ".backup" / "feats.scp").exists()
+    assert "# Ended (code 0)" in (data / "log" / "make_fbank_dev.1.log").read_text()
+    after, feats_after = fbank_outputs(data)
+    assert after == before  # feats.scp, utt2num_frames and conf/fbank.yaml byte-identical
+    assert feats_after.keys() == feats_before.keys()
+    for utt, feats in feats_before.items():
+        np.testing.assert_array_equal(feats_after[utt], feats, err_msg=utt)
+    assert new_files(recipe) == []
+    assert not (data / ".backup").exists()
+    assert sorted(p.name for p in (recipe / "fbank").iterdir()) == \
+        ["raw_fbank_dev.1.ark", "raw_fbank_dev.1.scp", "raw_fbank_dev.2.ark", "raw_fbank_dev.2.scp"]
+
+    # The same rerun with the audio back succeeds and replaces every output; a leftover of an
+    # interrupted run (job 5 of a run with more jobs) goes too.
+    Path(wav).write_bytes(good)
+    (recipe / "fbank" / "raw_fbank_dev.5.new.ark").write_bytes(b"left by Ctrl-C")
+    make_fbank(recipe, "--nj", "9", "--fbank-config", "conf/fbank40.yaml")
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    cfg = load_config(conf40)
+    for utt, path in read_scp(data / "wav.scp").items():
+        np.testing.assert_array_equal(feats[utt], compute_fbank(*load_audio(path), cfg), err_msg=utt)
+    assert {u: int(n) for u, n in read_scp(data / "utt2num_frames").items()} == \
+        {u: m.shape[0] for u, m in feats.items()}
+    assert (data / "conf" / "fbank.yaml").read_text() == conf40.read_text()
+    assert {Path(v.rsplit(":", 1)[0]) for v in read_scp(data / "feats.scp").values()} == \
+        {recipe / "fbank" / f"raw_fbank_dev.{n}.ark" for n in (1, 2, 3)}
+    assert new_files(recipe) == []
+    assert not list(data.glob(".*tmp")) and not list((data / "conf").glob(".*"))
+    assert not list((data / "log").glob(".validate*"))
+    run_tool("utils/validate_data_dir.py", str(data))
+
+
+@pytest.mark.skipif(not (REPO / "utils" / "run.pl").exists(), reason="needs utils/run.pl")
+def test_make_fbank_rerun_with_fewer_jobs_removes_their_archives(tmp_path):
+    recipe = make_recipe(tmp_path)
+    data = recipe / "data" / "dev"
+    make_fbank(recipe, "--nj", "3")
+    fbank = recipe / "fbank"
+    # Files like the script's own that are not: another set's archive, other suffixes.
+    keep = ["raw_fbank_dev.3.ark.keep", "raw_fbank_dev.x3.ark", "raw_fbank_dev2.3.ark", "raw_fbank_dev.3.1.ark"]
+    for name in keep:
+        (fbank / name).write_text("not ours\n")
+    make_fbank(recipe, "--nj", "2")
+    assert sorted(p.name for p in fbank.iterdir()) == sorted(
+        keep + [f"raw_fbank_dev.{n}.{ext}" for n in (1, 2) for ext in ("ark", "scp")])
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    assert sorted(feats) == sorted(read_scp(data / "utt2spk"))
+    assert all(m.shape[1] == 80 for m in feats.values())
+
+
+@pytest.mark.skipif(not (REPO / "utils" / "run.pl").exists(), reason="needs utils/run.pl")
+def test_make_fbank_rerun_after_the_data_dir_changed(tmp_path):
+    """The previous feats.scp stays until replaced; one utterance more in the data dir must not make
+    validation fail on it."""
+    recipe = make_recipe(tmp_path)
+    data = recipe / "data" / "dev"
+    make_fbank(recipe, "--nj", "1")
+    wavs = {**read_scp(data / "wav.scp"), **write_wavs(tmp_path / "wav2", {"s2-b": 0.7})}
+    write_data_dir(tmp_path / "new", wavs, {u: u.split("-")[0] for u in wavs})
+    for name in ("wav.scp", "utt2spk", "spk2utt"):
+        (data / name).write_text((tmp_path / "new" / name).read_text())
+    make_fbank(recipe, "--nj", "2")
+    assert sorted(kaldiio.load_scp(str(data / "feats.scp"))) == sorted(wavs)
+    # A broken data dir is still reported, naming the data dir's own files.
+    (data / "utt2spk").write_text("s2-b s2\ns1-a s1\n")
+    proc = make_fbank(recipe, check=False)
+    assert proc.returncode != 0 and "data/dev/utt2spk" in proc.stderr and ".validate" not in proc.stderr

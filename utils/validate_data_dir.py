@@ -17,9 +17,10 @@ from sv.data.data_dir import validate_data_dir
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check-audio", action="store_true", help="open every wav.scp entry (slow)")
+    p.add_argument("--no-feats", action="store_true", help="do not check feats.scp and utt2num_frames")
     p.add_argument("data", help="data directory")
     args = p.parse_args(argv)
-    validate_data_dir(args.data, check_audio=args.check_audio)
+    validate_data_dir(args.data, check_audio=args.check_audio, no_feats=args.no_feats)
     logging.info("%s: valid", args.data)
 
 

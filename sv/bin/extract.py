@@ -1,14 +1,18 @@
-"""Extract speaker embeddings (x-vectors) from features with a trained model.
+"""Extract speaker embeddings (x-vectors) with a trained model, from features or, for a model on a pre-trained
+speech encoder (`ssl_speaker`, trained with data.mode: waveform), from the audio.
 
   python -m sv.bin.extract --model exp/X/models/avg_model.pt FEATS_SCP ARK SCP
+  python -m sv.bin.extract --model exp/X/models/avg_model.pt [--segments SEGMENTS] WAV_SCP ARK SCP
 
-Reads:  FEATS_SCP (key -> feature matrix), the checkpoint's `model` weights, and its `config`
-        (or --config): `model:` builds the network, `data.normalize` says how training normalised.
+Reads:  FEATS_SCP (key -> feature matrix), or WAV_SCP (key -> audio, as in a data dir; with --segments the
+        utterances are segments of its recordings), the checkpoint's `model` weights, and its `config`
+        (or --config): `model:` builds the network, `data.normalize` says how training normalised features.
 Writes: ARK (one float32 vector per utterance) and SCP (key -> ARK:offset), under temporary names
         renamed at the end, the SCP last, so a failed run leaves no table that looks complete.
 
 Each utterance is normalised as a whole (per-utterance mean, or mean and variance, over time), as
-training normalised each crop. By default the whole utterance is embedded. With --max-frames N a
+training normalised each crop; audio is resampled to data.sample_rate and the encoder normalises it.
+Audio lengths count in 10 ms frames for --max-frames and --batch-frames. By default the whole utterance is embedded. With --max-frames N a
 longer utterance is cut into chunks of N frames; a final remainder shorter than N/4 is dropped (too
 short for a reliable embedding) unless it is the only chunk, and the utterance's embedding is the
 frame-count weighted mean of its chunks' embeddings (before any length normalisation, which scoring
@@ -36,6 +40,7 @@ from tqdm import tqdm
 from sv.cli import run_main
 from sv.config import load_yaml
 from sv.data import train_loader
+from sv.data.audio import AudioError
 from sv.data.table import DataError, atomic_open, iter_lines, read_scp
 from sv.models.registry import build_model
 from sv.train.checkpoint import load_checkpoint
@@ -46,12 +51,13 @@ log = logging.getLogger(__name__)
 # tightly, while memory stays bounded however long FEATS_SCP is.
 WINDOW_BATCHES = 32
 MIN_REMAINDER = 0.25  # of --max-frames
+FRAMES_PER_SECOND = 100  # the unit of --max-frames and --batch-frames for audio input
 
 
 @dataclass
 class Chunk:
     utt: int             # index of its utterance in the window
-    feats: np.ndarray    # (frames, bins), normalised
+    feats: np.ndarray    # (frames, bins), normalised; or (samples,) audio
     embedding: np.ndarray | None = None
 
 
@@ -79,7 +85,7 @@ def pack_batches(chunks: list[Chunk], batch_frames: int) -> Iterator[list[Chunk]
 
 def embed_batch(model: nn.Module, batch: list[Chunk], device: torch.device) -> None:
     lengths = torch.tensor([len(c.feats) for c in batch])
-    padded = torch.zeros(len(batch), int(lengths.max()), batch[0].feats.shape[1])
+    padded = torch.zeros(len(batch), int(lengths.max()), *batch[0].feats.shape[1:])
     for i, c in enumerate(batch):
         padded[i, :len(c.feats)] = torch.from_numpy(c.feats)
     out = model(padded.to(device), lengths.to(device)).float().cpu().numpy()
@@ -111,8 +117,25 @@ def read_utterance(key: str, entry: str, fds: dict[str, Any], feats_scp: str) ->
     return feats
 
 
-def load_model(model_path: str, config_path: str | None, device: torch.device) -> tuple[nn.Module, str]:
-    """The embedding network in eval mode, and the feature normalisation it was trained with."""
+def read_audio(key: str, entry: str, start: float, end: float | None, sr: int, wav_scp: str) -> np.ndarray:
+    try:
+        wave = train_loader.load_resampled(entry, sr, start, end)
+    except (AudioError, OSError, RuntimeError) as e:
+        raise DataError(f"{wav_scp}: utterance {key}: cannot read {entry}: {e}") from e
+    if len(wave) == 0:
+        raise DataError(f"{wav_scp}: utterance {key}: no audio in {entry} from {start} s to {end} s")
+    return wave
+
+
+@dataclass(frozen=True)
+class Model:
+    net: nn.Module
+    normalize: str         # how features were normalised in training
+    sample_rate: int | None  # audio input at this rate; None: the model takes features
+
+
+def load_model(model_path: str, config_path: str | None, device: torch.device) -> Model:
+    """The embedding network in eval mode, and what input it takes."""
     ckpt = load_checkpoint(model_path)
     if "model" not in ckpt:
         raise DataError(f"{model_path}: no `model` weights in the checkpoint")
@@ -129,7 +152,9 @@ def load_model(model_path: str, config_path: str | None, device: torch.device) -
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as e:
         raise DataError(f"{model_path}: the weights do not fit the model built from {source}: {e}") from e
-    return model.to(device).eval(), how
+    takes_audio = getattr(model, "input_kind", "features") == "waveform"
+    sample_rate = int(cfg.get("data", {}).get("sample_rate", train_loader.DEFAULTS["sample_rate"])) if takes_audio else None
+    return Model(model.to(device).eval(), how, sample_rate)
 
 
 def pick_device(name: str) -> torch.device:
@@ -143,16 +168,25 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cuda" if use_cuda else "cpu")
 
 
-def read_windows(table: dict[str, str], feats_scp: str, how: str, max_frames: int | None,
-                 window_frames: int) -> Iterator[tuple[list[str], list[Chunk]]]:
-    """(keys, their chunks) of consecutive utterances, about window_frames frames at a time."""
+def read_windows(table: dict[str, str], input_scp: str, model: Model, segments: dict[str, str] | None,
+                 max_frames: int | None, window_frames: int) -> Iterator[tuple[list[str], list[Chunk]]]:
+    """(keys, their chunks) of consecutive utterances, about window_frames frames (or samples) at a time."""
     fds: dict[str, Any] = {}
     keys: list[str] = []
     chunks: list[Chunk] = []
     buffered = 0
     try:
-        for key, entry in table.items():
-            feats = train_loader.normalize_feats(read_utterance(key, entry, fds, feats_scp), how)
+        for key, entry in (segments or table).items():
+            if model.sample_rate is None:
+                feats = train_loader.normalize_feats(read_utterance(key, entry, fds, input_scp), model.normalize)
+            elif segments is None:
+                feats = read_audio(key, entry, 0.0, None, model.sample_rate, input_scp)
+            else:
+                reco, start, end = entry.split()
+                if reco not in table:
+                    raise DataError(f"{input_scp}: no recording {reco} (of segment {key})")
+                feats = read_audio(key, table[reco], float(start), float(end) if float(end) >= 0 else None,
+                                   model.sample_rate, input_scp)
             for start, end in chunk_spans(len(feats), max_frames):
                 chunks.append(Chunk(len(keys), feats[start:end]))
                 buffered += end - start
@@ -167,23 +201,31 @@ def read_windows(table: dict[str, str], feats_scp: str, how: str, max_frames: in
             fd.close()
 
 
-def extract(model: nn.Module, how: str, feats_scp: str, writer: Any, batch_frames: int,
-            max_frames: int | None, device: torch.device) -> tuple[int, int, int]:
-    """Embed every utterance of feats_scp into writer; return (utterances, chunks, frames embedded)."""
-    table = read_scp(feats_scp)
-    if not table:
-        raise DataError(f"{feats_scp}: no utterances")
+def extract(model: Model, input_scp: str, writer: Any, batch_frames: int, max_frames: int | None,
+            device: torch.device, segments_path: str | None = None) -> tuple[int, int, int]:
+    """Embed every utterance of input_scp (or of segments_path) into writer; return (utterances, chunks,
+    frames or samples embedded)."""
+    if segments_path is not None and model.sample_rate is None:
+        raise DataError(f"--segments {segments_path}: this model takes features (FEATS_SCP is indexed by utterance)")
+    table = read_scp(input_scp)
+    segments = read_scp(segments_path) if segments_path is not None else None
+    utts = segments if segments is not None else table
+    if not utts:
+        raise DataError(f"{segments_path or input_scp}: no utterances")
+    if model.sample_rate is not None:  # frame counts to samples
+        unit = model.sample_rate // FRAMES_PER_SECOND
+        batch_frames, max_frames = batch_frames * unit, max_frames and max_frames * unit
     num_chunks = num_frames = 0
     # A plain file is not a terminal: refresh rarely so a run.pl log does not fill with progress lines.
     interval = 1.0 if sys.stderr.isatty() else 60.0
-    with tqdm(total=len(table), desc="extract", unit="utt", mininterval=interval, file=sys.stderr) as bar:
-        for keys, chunks in read_windows(table, feats_scp, how, max_frames, WINDOW_BATCHES * batch_frames):
-            for key, emb in zip(keys, embed_window(model, chunks, len(keys), batch_frames, device)):
+    with tqdm(total=len(utts), desc="extract", unit="utt", mininterval=interval, file=sys.stderr) as bar:
+        for keys, chunks in read_windows(table, input_scp, model, segments, max_frames, WINDOW_BATCHES * batch_frames):
+            for key, emb in zip(keys, embed_window(model.net, chunks, len(keys), batch_frames, device)):
                 writer[key] = emb
             num_chunks += len(chunks)
             num_frames += sum(len(c.feats) for c in chunks)
             bar.update(len(keys))
-    return len(table), num_chunks, num_frames
+    return len(utts), num_chunks, num_frames
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -192,7 +234,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="example: python -m sv.bin.extract --model exp/ecapa/models/avg_model.pt "
                "data/vox1_test/feats.scp exp/ecapa/embeddings/vox1_test/xvector.1.ark "
                "exp/ecapa/embeddings/vox1_test/xvector.1.scp")
-    p.add_argument("feats_scp", metavar="FEATS_SCP", help="input: key -> feature matrix (frames, bins)")
+    p.add_argument("input_scp", metavar="FEATS_SCP|WAV_SCP",
+                   help="input: key -> feature matrix (frames, bins); for a model taking audio, a data dir's wav.scp")
+    p.add_argument("--segments", help="input: a data dir's segments file (utterance recording start end) whose "
+                                      "recordings WAV_SCP lists; audio models only")
     p.add_argument("ark", metavar="ARK", help="output: Kaldi archive of float32 embedding vectors")
     p.add_argument("scp", metavar="SCP", help="output: key -> ARK:offset, written last")
     p.add_argument("--model", required=True, help="input: checkpoint holding `model` (and `config`), "
@@ -228,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(args.device)
     # A rerun that fails must not leave the previous run's table looking valid.
     _remove(args.scp)
-    model, how = load_model(args.model, args.config, device)
+    model = load_model(args.model, args.config, device)
     for path in (args.ark, args.scp):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
 
@@ -236,8 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     try:
         with torch.inference_mode(), kaldiio.WriteHelper(f"ark,scp:{ark_tmp},{scp_tmp}") as writer:
-            utts, chunks, frames = extract(model, how, args.feats_scp, writer, args.batch_frames,
-                                           args.max_frames, device)
+            utts, chunks, frames = extract(model, args.input_scp, writer, args.batch_frames, args.max_frames, device,
+                                           args.segments)
         os.replace(ark_tmp, args.ark)
         # The scp names the ark it was written to; point it at the final name.
         with atomic_open(args.scp) as out:
@@ -247,8 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         _remove(ark_tmp, scp_tmp)
     elapsed = time.perf_counter() - t0
-    log.info("embedded %d utterances (%d chunks, %d frames; normalize=%s) on %s into %s in %.1f s, "
-             "%.1f utterances/s", utts, chunks, frames, how, device, args.scp, elapsed, utts / max(elapsed, 1e-9))
+    what = f"{frames} frames; normalize={model.normalize}" if model.sample_rate is None else f"{frames} samples"
+    log.info("embedded %d utterances (%d chunks, %s) on %s into %s in %.1f s, %.1f utterances/s",
+             utts, chunks, what, device, args.scp, elapsed, utts / max(elapsed, 1e-9))
 
 
 if __name__ == "__main__":

@@ -65,9 +65,14 @@ def _check_same_keys(path: Path, keys: list[tuple[int, str]], ref_path: Path, re
         errors.append(f"{path}: missing keys present in {ref_path}: {', '.join(missing[:3])}{more}")
 
 
+FEATURE_TABLES = ("feats.scp", "utt2num_frames")
+
+
 def validate_data_dir(data: str | os.PathLike, check_audio: bool = False,
-                      max_errors: int = 20) -> None:
-    """Raise DataError listing every problem found (file:line each); return quietly if the dir is valid."""
+                      max_errors: int = 20, no_feats: bool = False) -> None:
+    """Raise DataError listing every problem found (file:line each); return quietly if the dir is valid.
+    no_feats: leave feats.scp and utt2num_frames unchecked (Kaldi's --no-feats), e.g. before features are
+    remade for an edited data dir."""
     data = Path(data)
     if not data.is_dir():
         raise DataError(f"{data}: no such data directory")
@@ -129,7 +134,7 @@ def validate_data_dir(data: str | os.PathLike, check_audio: bool = False,
 
     for name in UTT_TABLES[1:] + RECO_TABLES:
         path = data / name
-        if not path.is_file():
+        if not path.is_file() or (no_feats and name in FEATURE_TABLES):
             continue
         keys = _check_sorted_unique(path, errors)
         if name in RECO_TABLES and seg_path.is_file():

@@ -40,6 +40,7 @@ class CAMHFA(nn.Module):
             raise ValueError(f"context must be odd and >= 1 (the current frame plus R on each side), got {context}")
         self.num_layers = num_layers
         self.context = context
+        self.embed_dim = embed_dim
         # Uniform start: every layer contributes equally to keys and values, as in the reference code.
         self.layer_weights_k = nn.Parameter(torch.ones(num_layers))
         self.layer_weights_v = nn.Parameter(torch.ones(num_layers))

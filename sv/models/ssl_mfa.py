@@ -38,6 +38,7 @@ class LayerMFA(nn.Module):
         self.adapters = (nn.ModuleList(LayerAdapter(hidden_size, adapter_dim) for _ in range(num_layers))
                          if adapter_dim else None)
         layer_dim = adapter_dim or hidden_size
+        self.embed_dim = embed_dim
         self.num_layers = num_layers
         self.mfa = MFA(layer_dim * num_layers, embed_dim, bottleneck_dim=layer_dim, layer_norm=layer_norm,
                        global_context=False, batch_norm=False)

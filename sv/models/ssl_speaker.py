@@ -14,7 +14,7 @@ waveforms (`data.mode: waveform`), and extraction reads wav.scp.
 A back-end is a registered model built with num_layers (the hidden states: encoder layers + 1) and
 hidden_size from the encoder, and the rest of its section. The training stages of the papers map to configs:
 frozen encoder (freeze_encoder, with or without LoRA), joint fine-tuning (freeze_encoder false, optim.grad_mult
-on `^encoder\\.`; LoRA merged first by sv.bin.merge_lora), large-margin fine-tuning (the same, init from the
+on `^model\\.encoder\\.`; LoRA merged first by sv.bin.merge_lora), large-margin fine-tuning (the same, init from the
 previous stage).
 """
 from __future__ import annotations
@@ -53,6 +53,7 @@ class SSLSpeaker(nn.Module):
             add_lora(self.encoder.model, **lora)
         self.backend = build_model({**backend, "num_layers": self.encoder.num_layers + 1,
                                     "hidden_size": self.encoder.hidden_size})
+        self.embed_dim = self.backend.embed_dim
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         hidden_states, lengths = self.encoder(waves, lengths)

@@ -31,6 +31,7 @@ class WeightedSum(nn.Module):
             raise ValueError(f"downstream must be a model section with a name, got {downstream!r}")
         self.layer_weights = nn.Parameter(torch.zeros(num_layers))  # uniform at start, as SUPERB
         self.layer_norm = layer_norm
+        self.embed_dim = embed_dim
         self.downstream = build_model({**downstream, "feat_dim": hidden_size, "embed_dim": embed_dim})
 
     def forward(self, hidden_states: list[torch.Tensor], lengths: torch.Tensor | None = None) -> torch.Tensor:
