@@ -316,3 +316,39 @@ def test_errors(dirs, tmp_path):
         build_train_loader(raw_cfg(dirs, musan={"data_dir": str(missing), "prob": 0.3}), 0, 1, 0)
     with pytest.raises(DataError, match="do not fill one batch"):
         build_train_loader(features_cfg(dirs, batch_size=7), 0, 2, 0)
+
+
+def waveform_cfg(dirs, **kw) -> dict:
+    return {"train_dir": dirs["train"], "mode": "waveform", "batch_size": 3, "num_workers": 0, "crop": [0.5, 1.5],
+            "seed": 5, "speed_perturb": {"prob": 0.7},
+            "musan": {"data_dir": dirs["musan"], "prob": 0.7},
+            "rir": {"data_dir": dirs["rirs"], "prob": 0.5}, **kw}
+
+
+def test_waveform_mode_batches(dirs):
+    cfg = waveform_cfg(dirs)
+    batches = epoch(cfg)
+    assert len(batches) == 13 // 3
+    lengths = set()
+    for waves, labels in batches:
+        assert waves.dtype == torch.float32 and waves.ndim == 2 and waves.shape[0] == 3
+        assert 8000 <= waves.shape[1] <= 24000  # [0.5, 1.5] s at 16 kHz, in samples
+        assert waves.abs().max() > 0 and torch.isfinite(waves).all()
+        assert labels.max() < NUM_SPEAKERS * 3  # speeds as new speakers
+        lengths.add(waves.shape[1])
+    assert len(lengths) > 1  # the crop length is drawn per batch
+    assert_same(batches, epoch(cfg))
+    assert_same(batches, epoch({**cfg, "num_workers": 2}))
+    assert_same(batches[1:], epoch(cfg, start=1))
+
+    # Without augmentation a crop is a stretch of the utterance's samples, at the configured rate.
+    plain = epoch(waveform_cfg(dirs, crop=1.0, speed_perturb={"prob": 0.0}, musan={"prob": 0.0}, rir={"prob": 0.0},
+                               sample_rate=8000))
+    assert all(w.shape == (3, 8000) for w, _ in plain)
+
+
+def test_waveform_mode_errors(dirs):
+    with pytest.raises(DataError, match="data.specaug.prob.*waveform"):
+        epoch(waveform_cfg(dirs, specaug={"prob": 0.5}))
+    with pytest.raises(DataError, match="data.sample_rate"):
+        epoch(waveform_cfg(dirs, sample_rate=0))

@@ -5,6 +5,7 @@ import numpy as np
 from conftest import REPO, run_tool
 from sv.data.data_dir import validate_data_dir
 from sv.data.table import iter_table, read_scp
+from sv.train.checkpoint import load_checkpoint
 
 TINY_TRAINING = "epochs=2 model.channels=32 model.embed_dim=32 data.batch_size=8"
 
@@ -59,3 +60,28 @@ def test_mini_recipe_end_to_end(tmp_path):
     assert "## vox1_O_cleaned" in results
     assert all(f"| {system} |" in results for system in ("cosine", "asnorm", "qmf"))
     assert "## vox1_O_cleaned" in (tmp_path / "exp_lm" / "results.md").read_text()
+
+
+def test_mini_ssl_recipe_end_to_end(tmp_path):
+    """egs/mini/run_ssl.sh: a tiny random WavLM saved and reloaded as a pre-trained model, three training stages
+    (frozen + LoRA, joint fine-tuning after the merge, large margin), embeddings from audio, QMF, scoring."""
+    corpus, data, exp = tmp_path / "corpus", tmp_path / "data", tmp_path / "exp"
+    run_tool("bash", str(REPO / "egs/mini/run_ssl.sh"),
+             "--num-speakers", "14", "--num-test-speakers", "4", "--utts-per-video", "2",
+             "--corpus", str(corpus), "--data", str(data), "--exp", str(exp), "--pretrained", str(tmp_path / "tiny"),
+             "--train-opts", "epochs=2 data.batch_size=8", "--num-avg", "1", "--qmf-utts", "30",
+             "--qmf-trials", "300")
+    assert (tmp_path / "tiny" / "config.json").is_file()
+    s1 = load_checkpoint(exp / "s1" / "models" / "avg_model.pt")
+    assert "lora" not in s1["config"]["model"] and not any("lora_" in k for k in s1["model"])
+    assert "lora" in load_checkpoint(exp / "s1" / "models" / "model_2.pt")["config"]["model"]
+    for stage in ("s2", "s3"):
+        assert (exp / stage / "models" / "avg_model.pt").is_file()
+    final = exp / "s3"
+    test_utts = set(read_scp(data / "vox1_test" / "utt2spk"))
+    embeddings = dict(kaldiio.load_scp(str(final / "embeddings" / "vox1_test" / "xvector.scp")))
+    assert set(embeddings) == test_utts and all(v.shape == (64,) for v in embeddings.values())
+    assert (final / "qmf" / "qmf.yaml").is_file()
+    results = (final / "results.md").read_text()
+    assert "## vox1_O_cleaned" in results
+    assert all(f"| {system} |" in results for system in ("cosine", "asnorm", "qmf"))

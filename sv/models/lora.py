@@ -7,11 +7,42 @@ the parameter names (and the state dict) of the encoder without LoRA; sv.bin.mer
 """
 from __future__ import annotations
 
+import types
+
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 # Attention query/value projections by transformers model type: w2v-BERT's conformer names them linear_q/v.
 QUERY_VALUE = {"wav2vec2-bert": ["linear_q", "linear_v"]}
 DEFAULT_QUERY_VALUE = ["q_proj", "v_proj"]
+
+
+def _attention_through_projections(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None,
+                                   gated_position_bias: torch.Tensor) -> tuple[torch.Tensor, None]:
+    """WavLMAttention.torch_multi_head_self_attention, with q/k/v/out computed by calling the projection
+    modules. transformers passes their raw weights to F.multi_head_attention_forward, so a LoRA wrapper around
+    q_proj would never run; the arithmetic is otherwise the same (scaled dot product plus the gated relative
+    position bias, padded keys masked)."""
+    bsz, tgt_len, _ = hidden_states.shape
+
+    def heads(x: torch.Tensor) -> torch.Tensor:
+        return x.view(bsz, tgt_len, self.num_heads, self.head_dim).transpose(1, 2)
+
+    q, k, v = heads(self.q_proj(hidden_states)), heads(self.k_proj(hidden_states)), heads(self.v_proj(hidden_states))
+    bias = gated_position_bias.view(bsz, self.num_heads, tgt_len, tgt_len).to(q.dtype)
+    if attention_mask is not None:
+        bias = bias.masked_fill(attention_mask.ne(1)[:, None, None, :], float("-inf"))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0)
+    return self.out_proj(out.transpose(1, 2).reshape(bsz, tgt_len, self.embed_dim)), None
+
+
+def _route_wavlm_attention(model: nn.Module) -> None:
+    from transformers.models.wavlm.modeling_wavlm import WavLMAttention
+
+    for module in model.modules():
+        if isinstance(module, WavLMAttention):
+            module.torch_multi_head_self_attention = types.MethodType(_attention_through_projections, module)
 
 
 def add_lora(model: nn.Module, r: int, alpha: float, dropout: float = 0.0,
@@ -28,6 +59,8 @@ def add_lora(model: nn.Module, r: int, alpha: float, dropout: float = 0.0,
     if target_modules is None:
         target_modules = QUERY_VALUE.get(model.config.model_type, DEFAULT_QUERY_VALUE)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    if model.config.model_type == "wavlm":
+        _route_wavlm_attention(model)
     try:
         inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
                                            target_modules=list(target_modules), bias="none"), model)
