@@ -31,7 +31,9 @@ def save_tiny(name: str, root: Path) -> str:
     torch.manual_seed(0)
     path = root / name
     AutoModel.from_config(CONFIGS[name]()).save_pretrained(path)
-    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(path)
+    # as the hub's models: those with a layer-normalised CNN were trained with attention masks
+    layer_norm = getattr(CONFIGS[name](), "feat_extract_norm", "layer") == "layer"
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=layer_norm).save_pretrained(path)
     return str(path)
 
 

@@ -36,7 +36,9 @@ def save_tiny(name: str, root: Path, **overrides) -> str:
     path = root / name
     AutoModel.from_config(config).save_pretrained(path)
     if name != "w2vbert":
-        Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(path)
+        # as the hub's models: those with a layer-normalised CNN were trained with attention masks
+        layer_norm = getattr(config, "feat_extract_norm", "layer") == "layer"
+        Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=layer_norm).save_pretrained(path)
     return str(path)
 
 
@@ -97,6 +99,22 @@ def test_group_norm_model_zeroes_padding_without_mask(tmp_path):
         reference, _ = enc(torch.cat([normalised, torch.zeros(1500)])[None])
     for r, p in zip(reference, padded):
         torch.testing.assert_close(p[1], r[0], atol=1e-4, rtol=1e-4)
+
+
+def test_attention_mask_follows_preprocessor_config(tmp_path):
+    """WavLM Base+ style: a group-normalised CNN, but return_attention_mask in its preprocessor config."""
+    path = save_tiny("wavlm", tmp_path, feat_extract_norm="group")
+    assert not SSLEncoder(pretrained=path).use_attention_mask
+    Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True).save_pretrained(path)
+    enc = SSLEncoder(pretrained=path).eval()
+    assert enc.use_attention_mask
+    x = torch.randn(2, 4000)
+    with torch.no_grad():
+        masked, _ = enc(x, torch.tensor([4000, 2500]))
+        enc.use_attention_mask = False
+        unmasked, _ = enc(x, torch.tensor([4000, 2500]))
+    assert (masked[-1][1] - unmasked[-1][1]).abs().max() > 1e-4  # the mask reaches the attention
+    assert torch.equal(masked[-1][0], unmasked[-1][0])  # nothing to mask in the full-length one
 
 
 def test_normalize_follows_preprocessor_config(tiny_models, tmp_path):

@@ -8,12 +8,14 @@ Supported: WavLM, HuBERT, wav2vec 2.0, data2vec-audio (waveform in) and w2v-BERT
 SeamlessM4T fbank features that `w2vbert_features` computes here from the waveform, so every SSL encoder
 takes the same input.
 
-Padding: models with a layer-normalised conv feature extractor get an attention mask, and their valid
-frames do not depend on what else is in the batch. Models with a group-normalised one (wav2vec 2.0 /
-HuBERT Base, WavLM Base+) were trained without a mask, so as transformers recommends their padding is
-zeroed and no mask is passed: the group norm statistics and attention then see the padding, and a
-padded utterance's output differs slightly from its output alone. Training crops batches to one length
-and extraction can run one utterance at a time, so neither sees padding.
+Padding is always zeroed. An attention mask is passed as transformers recommends: when the model's
+preprocessor_config.json says return_attention_mask, else when its conv feature extractor is
+layer-normalised (and always for w2v-BERT). Such models' valid frames do not depend on what else is in the
+batch. Models without a mask (wav2vec 2.0 / HuBERT Base, WavLM Base, trained without one) let the group norm
+statistics and attention see the padding, so a padded utterance's output differs slightly from its output
+alone. WavLM Base+ has a group-normalised extractor but return_attention_mask: its attention skips the
+padding, its group norm does not. Training crops batches to one length and extraction can run one utterance
+at a time, so neither sees padding.
 
 cls_token: a learnable D-dim [CLS] token is prepended to the sequence entering the transformer (after the
 feature projection, before any positional convolution), as Vaessen & van Leeuwen, "Fine-tuning wav2vec2
@@ -131,7 +133,9 @@ class SSLEncoder(nn.Module):
                 raise ValueError(f"{pretrained}: no do_normalize in preprocessor_config.json; set normalize")
         self.normalize = bool(normalize)
         # data2vec-audio's conv feature extractor is always layer-normalised, and it has no such setting
-        self.use_attention_mask = self.takes_fbank or getattr(config, "feat_extract_norm", "layer") == "layer"
+        return_mask = None if self.takes_fbank else _feature_extractor_setting(pretrained, "return_attention_mask")
+        self.use_attention_mask = (self.takes_fbank or getattr(config, "feat_extract_norm", "layer") == "layer"
+                                   if return_mask is None else bool(return_mask))
         self.max_samples = None if max_input_seconds is None else int(max_input_seconds * SAMPLE_RATE)
         # data2vec-audio's positional embedding is a stack of convolutions: transformers zeroes the
         # padding before the first one only, so later ones would carry padding into the last valid frames
