@@ -91,10 +91,7 @@ mkdir -p "$logdir"
 # exit; were this shell killed outright, the next run removes them before it starts.
 prefix=$out/xvector
 cleanup() {
-  local f
-  for f in "$prefix".*; do
-    if [[ ${f#"$prefix."} =~ ^[1-9][0-9]*\.new\.(ark|scp)(\.tmp)?$ ]]; then rm -f "$f"; fi
-  done
+  python utils/job_archives.py clean "$prefix"
   rm -f "$out/.xvector.scp.tmp"
 }
 cleanup
@@ -118,17 +115,7 @@ $cmd JOB=1:"$nj" "$logdir/extract.JOB.log" \
       "$input" "$prefix.JOB.new.ark" "$prefix.JOB.new.scp"
 
 # Everything is prepared under temporary names and checked before anything of the previous run changes.
-# Each job's scp names its .new.ark; point it at the name the ark will have.
-for n in $(seq "$nj"); do
-  if ! awk -v new="$prefix.$n.new.ark" -v ark="$prefix.$n.ark" '
-      NF != 2 || !match($2, /:[0-9]+$/) || substr($2, 1, RSTART - 1) != new { exit 1 }
-      { print $1, ark substr($2, RSTART) }' "$prefix.$n.new.scp" > "$prefix.$n.new.scp.tmp"; then
-    echo "$0: $prefix.$n.new.scp: expected lines 'utt $prefix.$n.new.ark:offset'" >&2
-    exit 1
-  fi
-  mv "$prefix.$n.new.scp.tmp" "$prefix.$n.new.scp"
-done
-for n in $(seq "$nj"); do cat "$prefix.$n.new.scp"; done | sort -k1,1 > "$out/.xvector.scp.tmp"
+python utils/job_archives.py merge "$prefix" "$nj" "$out/.xvector.scp.tmp"
 missing=$(awk '{print $1}' "$data/utt2spk" | sort -u | comm -23 - <(awk '{print $1}' "$out/.xvector.scp.tmp"))
 if [ -n "$missing" ]; then
   echo "$0: $(echo "$missing" | wc -l) of $(wc -l < "$data/utt2spk") utterances of $data/utt2spk have no" \
@@ -137,19 +124,10 @@ if [ -n "$missing" ]; then
 fi
 
 # The one step that is not atomic: from the first ark renamed until xvector.scp is moved, the previous
-# xvector.scp may point into a new archive. It is only renames within one directory (no data is
-# copied), so the window is as short as it can be short of naming the archives anew on every run.
-for n in $(seq "$nj"); do mv -f "$prefix.$n.new.ark" "$prefix.$n.ark"; done
+# xvector.scp may point into a new archive; both are renames, so the window is short. install also deletes
+# the archives of job numbers above --nj that a previous run left.
+python utils/job_archives.py install "$prefix" "$nj"
 mv -f "$out/.xvector.scp.tmp" "$out/xvector.scp"
-for n in $(seq "$nj"); do mv -f "$prefix.$n.new.scp" "$prefix.$n.scp"; done
-
-# A previous run with more jobs left archives that nothing points to now: remove those of this
-# script's naming pattern, xvector.<job>.{ark,scp} with <job> above --nj.
-for f in "$prefix".*; do
-  if [[ ${f#"$prefix."} =~ ^([1-9][0-9]*)\.(ark|scp)$ ]] && [ "${BASH_REMATCH[1]}" -gt "$nj" ]; then
-    rm -f "$f"
-  fi
-done
 
 rm -f "${parts[@]}"
 echo "$0: succeeded extracting embeddings for $name ($(wc -l < "$out/xvector.scp") utterances) into $out/xvector.scp"

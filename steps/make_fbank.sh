@@ -61,10 +61,7 @@ mkdir -p "$fbankdir" "$logdir"
 # removed on exit; were this shell killed outright, the next run removes them before it starts.
 prefix=$fbankdir/raw_fbank_$name
 cleanup() {
-  local f
-  for f in "$prefix".*; do
-    if [[ ${f#"$prefix."} =~ ^[1-9][0-9]*\.new\.(ark|scp)(\.tmp)?$ ]]; then rm -f "$f"; fi
-  done
+  python utils/job_archives.py clean "$prefix"
   rm -f "$data/.feats.scp.tmp" "$data/.utt2num_frames.tmp" "$data/conf/.fbank.yaml.tmp"
 }
 cleanup
@@ -106,17 +103,7 @@ $cmd JOB=1:"$nj" "$logdir/make_fbank_$name.JOB.log" \
       "$wav" "$prefix.JOB.new.ark" "$prefix.JOB.new.scp"
 
 # Everything is prepared under temporary names and checked before anything of the previous run changes.
-# Each job's scp names its .new.ark; point it at the name the ark will have.
-for n in $(seq "$nj"); do
-  if ! awk -v new="$prefix.$n.new.ark" -v ark="$prefix.$n.ark" '
-      NF != 2 || !match($2, /:[0-9]+$/) || substr($2, 1, RSTART - 1) != new { exit 1 }
-      { print $1, ark substr($2, RSTART) }' "$prefix.$n.new.scp" > "$prefix.$n.new.scp.tmp"; then
-    echo "$0: $prefix.$n.new.scp: expected lines 'utt $prefix.$n.new.ark:offset'" >&2
-    exit 1
-  fi
-  mv "$prefix.$n.new.scp.tmp" "$prefix.$n.new.scp"
-done
-for n in $(seq "$nj"); do cat "$prefix.$n.new.scp"; done | sort -k1,1 > "$data/.feats.scp.tmp"
+python utils/job_archives.py merge "$prefix" "$nj" "$data/.feats.scp.tmp"
 missing=$(awk '{print $1}' "$data/utt2spk" | comm -23 - <(awk '{print $1}' "$data/.feats.scp.tmp"))
 if [ -n "$missing" ]; then
   echo "$0: $(echo "$missing" | wc -l) of $(wc -l < "$data/utt2spk") utterances of $data/utt2spk have no" \
@@ -130,22 +117,13 @@ mkdir -p "$data/conf"
 cp "$fbank_config" "$data/conf/.fbank.yaml.tmp"
 
 # The one step that is not atomic: from the first ark renamed until feats.scp is moved, the previous
-# feats.scp may point into a new archive. It is only renames within one directory each (no data is
-# copied), so the window is as short as it can be short of naming the archives anew on every run.
-for n in $(seq "$nj"); do mv -f "$prefix.$n.new.ark" "$prefix.$n.ark"; done
+# feats.scp may point into a new archive; both are renames, so the window is short. install also deletes
+# the archives of job numbers above --nj that a previous run left.
+python utils/job_archives.py install "$prefix" "$nj"
 mv -f "$data/.feats.scp.tmp" "$data/feats.scp"
 if $write_utt2num_frames; then mv -f "$data/.utt2num_frames.tmp" "$data/utt2num_frames"; fi
 # Later stages read how the features were made from here.
 mv -f "$data/conf/.fbank.yaml.tmp" "$data/conf/fbank.yaml"
-for n in $(seq "$nj"); do mv -f "$prefix.$n.new.scp" "$prefix.$n.scp"; done
-
-# A previous run with more jobs left archives that nothing points to now: remove those of this
-# script's naming pattern, raw_fbank_<name>.<job>.{ark,scp} with <job> above --nj.
-for f in "$prefix".*; do
-  if [[ ${f#"$prefix."} =~ ^([1-9][0-9]*)\.(ark|scp)$ ]] && [ "${BASH_REMATCH[1]}" -gt "$nj" ]; then
-    rm -f "$f"
-  fi
-done
 
 for n in $(seq "$nj"); do rm -f "${part//JOB/$n}" "$logdir/utt2num_frames.$n"; done
 echo "$0: succeeded creating filterbank features for $name ($(wc -l < "$data/feats.scp") utterances)"

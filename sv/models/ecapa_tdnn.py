@@ -8,6 +8,8 @@ the utterance on its own, and padding never changes an embedding.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -36,15 +38,14 @@ class ConvReluBn(nn.Module):
 class Res2Conv(nn.Module):
     """Res2Net's hierarchical convolution: the channels split into `scale` groups and each group's conv also
     sees the previous group's output, so one block covers several receptive fields. The last group passes
-    through unchanged."""
+    through unchanged. make_conv(width) builds a group's conv, taking (x, lengths): 1D here, 2D in L-TDNN."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int):
+    def __init__(self, channels: int, scale: int, make_conv: Callable[[int], nn.Module]):
         super().__init__()
         if channels % scale:
             raise ValueError(f"channels ({channels}) must be a multiple of the Res2Net scale ({scale})")
         self.width = channels // scale
-        self.convs = nn.ModuleList(ConvReluBn(self.width, self.width, kernel_size, dilation)
-                                   for _ in range(scale - 1))
+        self.convs = nn.ModuleList(make_conv(self.width) for _ in range(scale - 1))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         groups = x.split(self.width, dim=1)
@@ -76,7 +77,7 @@ class SERes2Block(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int, se_bottleneck_dim: int):
         super().__init__()
         self.conv1 = ConvReluBn(channels, channels)
-        self.res2 = Res2Conv(channels, kernel_size, dilation, scale)
+        self.res2 = Res2Conv(channels, scale, lambda width: ConvReluBn(width, width, kernel_size, dilation))
         self.conv2 = ConvReluBn(channels, channels)
         self.se = SqueezeExcite(channels, se_bottleneck_dim)
 

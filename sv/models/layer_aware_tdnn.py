@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sv.models.ecapa_tdnn import Res2Conv
 from sv.models.pooling import ASTP, frame_mask
 from sv.models.registry import register
 
@@ -43,28 +44,6 @@ class Conv2dReluBn(nn.Module):
         return self.bn(F.relu(self.conv(zero_padding_2d(x, lengths))))
 
 
-class Res2Conv2d(nn.Module):
-    """Res2Net's hierarchical convolution over channel groups (see ecapa_tdnn.Res2Conv), in 2D."""
-
-    def __init__(self, channels: int, layer_kernel: int, frame_kernel: int, dilation: int, scale: int):
-        super().__init__()
-        if channels % scale:
-            raise ValueError(f"channels ({channels}) must be a multiple of the Res2Net scale ({scale})")
-        self.width = channels // scale
-        self.convs = nn.ModuleList(Conv2dReluBn(self.width, self.width, layer_kernel, frame_kernel, dilation)
-                                   for _ in range(scale - 1))
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        groups = x.split(self.width, dim=1)
-        out = []
-        y = None
-        for conv, group in zip(self.convs, groups):
-            y = conv(group if y is None else y + group, lengths)
-            out.append(y)
-        out.append(groups[-1])
-        return torch.cat(out, dim=1)
-
-
 class SqueezeExcite2d(nn.Module):
     """Rescales each channel by a gate computed from its mean over layers and valid frames."""
 
@@ -85,7 +64,8 @@ class SERes2Block2d(nn.Module):
                  se_bottleneck_dim: int):
         super().__init__()
         self.conv1 = Conv2dReluBn(channels, channels)
-        self.res2 = Res2Conv2d(channels, layer_kernel, frame_kernel, dilation, scale)
+        self.res2 = Res2Conv(channels, scale,
+                             lambda width: Conv2dReluBn(width, width, layer_kernel, frame_kernel, dilation))
         self.conv2 = Conv2dReluBn(channels, channels)
         self.se = SqueezeExcite2d(channels, se_bottleneck_dim)
 
