@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Deterministic synthetic mini corpus in the on-disk layouts of VoxCeleb1, MUSAN and RIRS_NOISES.
+"""Deterministic synthetic mini corpus in the on-disk layouts of VoxCeleb1, MUSAN and RIRS_NOISES,
+and with --cnceleb also of CN-Celeb1 and CN-Celeb2 (CN-Celeb_flac/, CN-Celeb2_flac/).
 
 The recipes need inputs that look like the real corpora (paths, wav format, trial lists, the MUSAN
 ANNOTATIONS and RIRS_NOISES list files) so that their prep scripts and full pipelines can run end
@@ -17,6 +18,12 @@ to end in minutes, with no download. The speaker task is built to be learnable b
   15-30 dB SNR, a level) and a small session drift of the voice. Target trials always pair different
   videos, so a trivial long-term-spectrum baseline is confounded by the channel, while a trained
   model can learn to look past it.
+* CN-Celeb speakers (--cnceleb) come from the same synthesiser under their own keys (no voice is
+  shared with the VoxCeleb1 part); each speaker's genre sessions (<genre>-NN, e.g. singing-01) play
+  the role of videos, each with its own channel and voice drift. An evaluation speaker's first
+  session is its enrollment (enroll.map lists its segments, eval/enroll/ holds them concatenated),
+  its other sessions are its test utterances; trials.lst crosses every model with every test
+  utterance, and, as in the release, the lists name .wav files where the audio is .flac.
 
 The vocal tract is applied in the STFT domain (the excitation's spectrum times each frame's
 resonator-cascade response): a vectorised stand-in for a time-varying filter, fast in numpy.
@@ -54,7 +61,12 @@ WIN = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
 FREQS = np.fft.rfftfreq(N_FFT, 1 / SR)
 TEST_IDS = range(10270, 10310)  # the official VoxCeleb1 test speakers
 VERSION = 1  # bump when the synthesis changes, so old stamps no longer match
-OWN_DIRS = ("voxceleb1", "musan", "RIRS_NOISES")
+OWN_DIRS = ("voxceleb1", "musan", "RIRS_NOISES", "CN-Celeb_flac", "CN-Celeb2_flac")
+CN1, CN2 = "CN-Celeb_flac", "CN-Celeb2_flac"
+GENRES = ("advertisement", "drama", "entertainment", "interview", "live_broadcast", "movie", "play",
+          "recitation", "singing", "speech", "vlog")  # CN-Celeb's 11 genres
+CN_EVAL_FIRST, CN_EVAL_MAX = 800, 200  # CN-Celeb1: dev id00000-id00799, eval id00800-id00999
+CN2_FIRST = 10000  # CN-Celeb2: id10000-id11999
 
 
 def rng_for(seed: int, *key: int | str) -> np.random.Generator:
@@ -389,11 +401,19 @@ def apply_channel(rng: np.random.Generator, x: np.ndarray, ch: Channel) -> np.nd
     return x + noise
 
 
-def write_wav(path: Path, x: np.ndarray, peak: float = 0.9) -> None:
-    """Peak-normalised 16-bit PCM, renamed into place only once complete."""
-    pcm = np.round(x * (peak * 32767 / (np.max(np.abs(x)) + 1e-12))).astype(np.int16)
+def to_pcm(x: np.ndarray, peak: float = 0.9) -> np.ndarray:
+    """Peak-normalised 16-bit PCM."""
+    return np.round(x * (peak * 32767 / (np.max(np.abs(x)) + 1e-12))).astype(np.int16)
+
+
+def write_audio(path: Path, pcm: np.ndarray, fmt: str) -> None:
+    """16-bit PCM as WAV or FLAC, renamed into place only once complete."""
     with atomic_open(path, "wb") as f:
-        sf.write(f, pcm, SR, format="WAV", subtype="PCM_16")
+        sf.write(f, pcm, SR, format=fmt, subtype="PCM_16")
+
+
+def write_wav(path: Path, x: np.ndarray, peak: float = 0.9) -> None:
+    write_audio(path, to_pcm(x, peak), "WAV")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -475,6 +495,79 @@ def write_trials(cfg: dict, out: Path, dev: list[str], test: list[str]) -> None:
                 ["VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet"]
                 + [f"{s}\tSynthetic_{s}\t{gender_of(s)}\tSynthetic\t{'test' if s in test_set else 'dev'}"
                    for s in everyone])
+
+
+# ----------------------------------------------------------------------------------------------
+# CN-Celeb1 (CN-Celeb_flac) and CN-Celeb2 (CN-Celeb2_flac)
+
+
+def cnceleb_ids(cn: dict) -> tuple[list[str], list[str], list[str]]:
+    """(CN-Celeb1 dev, CN-Celeb1 eval, CN-Celeb2) speaker ids, in the ranges of the releases."""
+    n_eval = cn["eval_speakers"]
+    dev = [f"id{i:05d}" for i in range(cn["cnceleb1_speakers"] - n_eval)]
+    evals = [f"id{CN_EVAL_FIRST + i:05d}" for i in range(n_eval)]
+    return dev, evals, [f"id{CN2_FIRST + i:05d}" for i in range(cn["cnceleb2_speakers"])]
+
+
+def cn_sessions(cfg: dict, spk: str) -> list[tuple[str, list[str]]]:
+    """(session <genre>-NN, its utterance names <genre>-NN-NNN) of a speaker: genres in a random order,
+    NN counting up when a speaker has more sessions than there are genres."""
+    cn = cfg["cnceleb"]
+    order = rng_for(cfg["seed"], "cn-genres", spk).permutation(len(GENRES))
+    out = []
+    for s in range(cn["genres_per_speaker"]):
+        session = f"{GENRES[order[s % len(GENRES)]]}-{s // len(GENRES) + 1:02d}"
+        out.append((session, [f"{session}-{u + 1:03d}" for u in range(cn["utts_per_genre"])]))
+    return out
+
+
+def make_cn_speaker(cfg: dict, out: Path, name: str) -> None:
+    """One speaker's utterances under <corpus>/data/<spk>/; for an evaluation speaker also its test
+    utterances (sessions after the first) in eval/test/ and its enrollment (the first session's
+    segments concatenated) in eval/enroll/."""
+    corpus, spk = name.split("/")
+    seed, cn = cfg["seed"], cfg["cnceleb"]
+    is_eval = corpus == CN1 and int(spk[2:]) >= CN_EVAL_FIRST
+    base = out / corpus
+    voice = draw_speaker(rng_for(seed, "cn-speaker", spk), gender_of(spk))
+    enroll_path = base / "eval" / "enroll" / f"{spk}-enroll.flac"
+    enroll_pcm = []
+    for s, (_, utts) in enumerate(cn_sessions(cfg, spk)):
+        sess = draw_session(rng_for(seed, "cn-session", spk, s))
+        chan = draw_channel(rng_for(seed, "cn-channel", spk, s))
+        for u, utt in enumerate(utts):
+            paths = [base / "data" / spk / f"{utt}.flac"]
+            if is_eval and s > 0:
+                paths.append(base / "eval" / "test" / f"{spk}-{utt}.flac")
+            if all(p.exists() for p in paths):  # complete by construction (atomic) and identical by determinism
+                if is_eval and s == 0 and not enroll_path.exists():
+                    enroll_pcm.append(sf.read(paths[0], dtype="int16")[0])
+                continue
+            rng = rng_for(seed, "cn-utt", spk, s, u)
+            n = int(round(rng.uniform(cfg["min_dur"], cfg["max_dur"]) * SR))
+            pcm = to_pcm(apply_channel(rng, synth_speech(rng, voice, sess, n), chan), chan.peak)
+            for p in paths:
+                write_audio(p, pcm, "FLAC")
+            if is_eval and s == 0:
+                enroll_pcm.append(pcm)
+    if is_eval and not enroll_path.exists():
+        write_audio(enroll_path, np.concatenate(enroll_pcm), "FLAC")
+
+
+def write_cnceleb_lists(cfg: dict, out: Path) -> None:
+    """dev.lst, the eval lists (naming .wav files, as the release does) and CN-Celeb2's spk.lst."""
+    dev, evals, cn2 = cnceleb_ids(cfg["cnceleb"])
+    lists = out / CN1 / "eval" / "lists"
+    write_lines(out / CN1 / "dev" / "dev.lst", dev)
+    sessions = {spk: cn_sessions(cfg, spk) for spk in evals}
+    write_lines(lists / "enroll.map", [f"{spk}-enroll " + " ".join(f"{spk}/{u}.wav" for u in sessions[spk][0][1])
+                                       for spk in evals])
+    write_lines(lists / "enroll.lst", [f"{spk}-enroll enroll/{spk}-enroll.wav" for spk in evals])
+    tests = [(spk, f"test/{spk}-{u}.wav") for spk in evals for _, utts in sessions[spk][1:] for u in utts]
+    write_lines(lists / "test.lst", [t for _, t in tests])
+    write_lines(lists / "trials.lst",
+                [f"{model}-enroll {t} {int(model == spk)}" for model in evals for spk, t in tests])
+    write_lines(out / CN2 / "spk.lst", cn2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -647,6 +740,8 @@ def run_task(task: tuple) -> str:
     kind, cfg, out, arg = task
     if kind == "speaker":
         make_speaker(cfg, out, arg)
+    elif kind == "cnceleb":
+        make_cn_speaker(cfg, out, arg)
     elif kind == "musan":
         make_musan(cfg, out)
     else:
@@ -695,6 +790,17 @@ HELP = """Write a deterministic synthetic mini corpus in the real on-disk layout
   RIRS_NOISES/real_rirs_isotropic_noises/           RIRs and isotropic noises, rir_list, noise_list
   RIRS_NOISES/pointsource_noises/                   noises and noise_list
   .done                                             the parameters, written last
+With --cnceleb also (16 kHz mono 16-bit FLAC; genre sessions <genre>-NN play the role of videos):
+  CN-Celeb_flac/data/idXXXXX/<genre>-NN-NNN.flac    every CN-Celeb1 utterance; dev speakers
+                                                    id00000 up, evaluation speakers id00800 up
+  CN-Celeb_flac/dev/dev.lst                         the dev speakers
+  CN-Celeb_flac/eval/enroll/idXXXXX-enroll.flac     an evaluation speaker's first session, concatenated
+  CN-Celeb_flac/eval/test/idXXXXX-<genre>-NN-NNN.flac  its other sessions
+  CN-Celeb_flac/eval/lists/enroll.map               idXXXXX-enroll idXXXXX/<genre>-NN-NNN.wav ...
+  CN-Celeb_flac/eval/lists/{enroll.lst,test.lst}    idXXXXX-enroll enroll/idXXXXX-enroll.wav; test/....wav
+  CN-Celeb_flac/eval/lists/trials.lst               every model against every test utterance:
+                                                    idXXXXX-enroll test/idYYYYY-<genre>-NN-NNN.wav 1|0
+  CN-Celeb2_flac/data/idXXXXX/<genre>-NN-NNN.flac   CN-Celeb2 speakers, id10000 up; and spk.lst
 
 Trial lines are "1|0 <enrol key> <test key>" (1: same speaker; targets always from different videos);
 the files without the 2 hold about 1 % more trials, like VoxCeleb's uncleaned lists. A rerun with
@@ -717,8 +823,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-dur", type=float, default=2.0, help="seconds")
     p.add_argument("--max-dur", type=float, default=5.0, help="seconds")
     p.add_argument("--nj", type=int, default=2, help="parallel jobs; the output does not depend on it")
+    cn = p.add_argument_group("CN-Celeb (with --cnceleb; utterance lengths from --min-dur/--max-dur)")
+    cn.add_argument("--cnceleb", action="store_true", help="also write CN-Celeb_flac/ and CN-Celeb2_flac/")
+    cn.add_argument("--cnceleb1-speakers", type=int, default=20, help="CN-Celeb1 dev + evaluation speakers")
+    cn.add_argument("--cnceleb-eval-speakers", type=int, default=6, help="CN-Celeb1 evaluation speakers")
+    cn.add_argument("--cnceleb2-speakers", type=int, default=10, help="CN-Celeb2 speakers")
+    cn.add_argument("--genres-per-speaker", type=int, default=3,
+                    help="genre sessions per speaker (an evaluation speaker enrolls with its first)")
+    cn.add_argument("--utts-per-genre", type=int, default=3, help="utterances per genre session")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     args = p.parse_args(argv)
+    if args.cnceleb:
+        if not 1 <= args.cnceleb_eval_speakers <= CN_EVAL_MAX:
+            p.error(f"need 1 <= --cnceleb-eval-speakers <= {CN_EVAL_MAX}")
+        if not 1 <= args.cnceleb1_speakers - args.cnceleb_eval_speakers <= CN_EVAL_FIRST:
+            p.error(f"need 1 to {CN_EVAL_FIRST} CN-Celeb1 dev speakers (--cnceleb1-speakers minus "
+                    "--cnceleb-eval-speakers)")
+        if not 1 <= args.cnceleb2_speakers <= 2000:
+            p.error("need 1 <= --cnceleb2-speakers <= 2000")
+        if args.genres_per_speaker < 2 or args.utts_per_genre < 1:
+            p.error("need --genres-per-speaker >= 2 (enrollment and test sessions) and --utts-per-genre >= 1")
     if args.videos_per_speaker < 2 or args.utts_per_video < 1:
         p.error("need --videos-per-speaker >= 2 (target trials pair different videos) and --utts-per-video >= 1")
     if not 0.5 <= args.min_dur <= args.max_dur:
@@ -730,6 +854,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = {k: getattr(args, k) for k in ("seed", "num_speakers", "num_test_speakers", "videos_per_speaker",
                                          "utts_per_video", "min_dur", "max_dur")}
+    cn_speakers: list[str] = []
+    if args.cnceleb:  # only then in the stamp, so the corpus without it is unchanged
+        cfg["cnceleb"] = {"cnceleb1_speakers": args.cnceleb1_speakers, "eval_speakers": args.cnceleb_eval_speakers,
+                          "cnceleb2_speakers": args.cnceleb2_speakers, "genres_per_speaker": args.genres_per_speaker,
+                          "utts_per_genre": args.utts_per_genre}
+        cn_dev, cn_eval, cn2 = cnceleb_ids(cfg["cnceleb"])
+        cn_speakers = [f"{CN1}/{s}" for s in cn_dev + cn_eval] + [f"{CN2}/{s}" for s in cn2]
     stamp = json.dumps({"version": VERSION, **cfg}, sort_keys=True) + "\n"
     dev, test = speaker_ids(args.num_speakers, args.num_test_speakers)
     out = args.out_dir
@@ -739,16 +870,22 @@ def main(argv: list[str] | None = None) -> None:
         return
     # the longest tasks first, so that the workers finish together
     tasks = [("musan", cfg, out, ""), ("rirs", cfg, out, "")] + [("speaker", cfg, out, s) for s in dev + test]
+    tasks += [("cnceleb", cfg, out, s) for s in cn_speakers]
     if args.nj > 1:
         with multiprocessing.Pool(args.nj) as pool:
             report_progress(pool.imap_unordered(run_task, tasks), len(tasks))
     else:
         report_progress(map(run_task, tasks), len(tasks))
     write_trials(cfg, out, dev, test)
+    if args.cnceleb:
+        write_cnceleb_lists(cfg, out)
     with atomic_open(out / ".done") as f:
         f.write(stamp)
     (out / ".started").unlink()
     log.info("wrote %d speakers (%d test) to %s", len(dev) + len(test), len(test), out)
+    if args.cnceleb:
+        log.info("wrote %d CN-Celeb1 speakers (%d evaluation) and %d CN-Celeb2 speakers to %s",
+                 args.cnceleb1_speakers, args.cnceleb_eval_speakers, args.cnceleb2_speakers, out)
 
 
 if __name__ == "__main__":

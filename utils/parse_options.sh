@@ -3,11 +3,13 @@
 #   nj=4; stage=0
 #   . utils/parse_options.sh
 # Then `--nj 8`, `--nj=8` and `--stage-x 3` (dashes become underscores) override them.
-# `--config FILE` sources FILE first; `--help` prints $help_message. An option whose variable is
-# not defined is an error, and a variable that holds true/false only takes true or false.
+# `--config FILE` sources FILE first (Kaldi's option files), unless the script has a variable `config`
+# of its own (the recipes' training YAML): then it sets that like any other option. `--help` prints
+# $help_message. An option whose variable is not defined is an error, and a variable that holds
+# true/false only takes true or false.
 
 for ((argpos = 1; argpos < $#; argpos++)); do
-  if [ "${!argpos}" == "--config" ]; then
+  if [ "${!argpos}" == "--config" ] && [ -z "${config+set}" ]; then
     argpos_plus1=$((argpos + 1))
     config=${!argpos_plus1}
     [ ! -r "$config" ] && echo "$0: missing config '$config'" 1>&2 && exit 1

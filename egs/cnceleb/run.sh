@@ -18,6 +18,7 @@ fbank_config=conf/fbank.yaml
 config=conf/ecapa_tdnn_c512.yaml    # training config (conf/*.yaml)
 exp=exp/ecapa_tdnn_c512
 nproc=4               # GPUs (torchrun processes) per node
+train_opts=           # config overrides for both training stages, e.g. "epochs=4 data.batch_size=16"
 num_avg=10            # epochs averaged into avg_model.pt
 lm_config=conf/ecapa_tdnn_c512_lm.yaml   # large-margin fine-tuning (stage 8)
 qmf_utts=3000         # calibration set: utterances (each gives a short crop and a long one)
@@ -47,7 +48,7 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "stage 3: train $config -> $exp"
   steps/train.sh --cmd "$cuda_cmd" --nproc-per-node $nproc $config $exp \
-    data.train_dir=$data/cnceleb_train data.musan.data_dir=$data/musan data.rir.data_dir=$data/rirs
+    data.train_dir=$data/cnceleb_train data.musan.data_dir=$data/musan data.rir.data_dir=$data/rirs $train_opts
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
@@ -86,7 +87,7 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   echo "stage 8: large-margin fine-tuning $lm_config -> $lm_exp, then embeddings and scores again"
   steps/train.sh --cmd "$cuda_cmd" --nproc-per-node $nproc $lm_config $lm_exp \
     data.train_dir=$data/cnceleb_train data.musan.data_dir=$data/musan data.rir.data_dir=$data/rirs \
-    init=$exp/models/avg_model.pt
+    init=$exp/models/avg_model.pt $train_opts
   python -m sv.bin.average_model $lm_exp --num 2
   for set in cnceleb_train cnceleb1_eval; do
     steps/extract_embeddings.sh --nj $nj --cmd "$train_cmd" $lm_exp $data/$set
