@@ -526,7 +526,7 @@ def make_cn_speaker(cfg: dict, out: Path, name: str) -> None:
     utterances (sessions after the first) in eval/test/ and its enrollment (the first session's
     segments concatenated) in eval/enroll/."""
     corpus, spk = name.split("/")
-    seed, cn = cfg["seed"], cfg["cnceleb"]
+    seed = cfg["seed"]
     is_eval = corpus == CN1 and int(spk[2:]) >= CN_EVAL_FIRST
     base = out / corpus
     voice = draw_speaker(rng_for(seed, "cn-speaker", spk), gender_of(spk))
