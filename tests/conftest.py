@@ -41,3 +41,13 @@ def run_stamped_jobs(runner: str, tmp_path: Path, n: int, *opts: str, fail: int 
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def mini_data(tmp_path_factory) -> Path:
+    """A small synthetic VoxCeleb1 corpus as Kaldi data dirs (egs/mini's stages 0 and 1)."""
+    root = tmp_path_factory.mktemp("mini")
+    run_tool("local/make_synthetic_corpus.py", "--seed", "0", "--num-speakers", "12", "--num-test-speakers", "4",
+             "--utts-per-video", "2", str(root / "corpus"))
+    run_tool("local/prepare_voxceleb1.py", str(root / "corpus" / "voxceleb1"), str(root / "data"))
+    return root / "data"

@@ -85,3 +85,33 @@ def test_mini_ssl_recipe_end_to_end(tmp_path):
     results = (final / "results.md").read_text()
     assert "## vox1_O_cleaned" in results
     assert all(f"| {system} |" in results for system in ("cosine", "asnorm", "qmf"))
+
+
+def test_mini_asr_recipe_all_three_strategies(tmp_path):
+    """egs/mini/run_asr.sh: the tiny NeMo Conformer-CTC fixture imported, then transfer learning, ASR distillation
+    and the speaker adaptor, each with large-margin fine-tuning derived from its own config, embeddings from
+    audio, QMF with the SNR quality and AS-norm over an utterance cohort."""
+    corpus, data, asr = tmp_path / "corpus", tmp_path / "data", tmp_path / "asr"
+    common = ["--corpus", str(corpus), "--data", str(data), "--asr", str(asr), "--exp-root", str(tmp_path)]
+    run_tool("bash", str(REPO / "egs/mini/run_asr.sh"), "--stop-stage", "1", "--num-speakers", "14",
+             "--num-test-speakers", "4", "--utts-per-video", "2", *common)
+    assert (asr / "model.safetensors").is_file()
+    test_utts = set(read_scp(data / "vox1_test" / "utt2spk"))
+    for strategy in ("transfer", "distill", "adaptor"):
+        run_tool("bash", str(REPO / "egs/mini/run_asr.sh"), "--strategy", strategy, "--stage", "3", *common,
+                 "--train-opts", "epochs=2 data.batch_size=8 scheduler.warmup_epochs=0", "--num-avg", "1",
+                 "--qmf-utts", "30", "--qmf-trials", "300", "--cohort-size", "20", "--top-n", "10")
+        trained, final = tmp_path / f"asr_{strategy}", tmp_path / f"asr_{strategy}_lm"
+        assert (trained / "models" / "avg_model.pt").is_file()
+        lm = load_checkpoint(final / "models" / "avg_model.pt")["config"]
+        assert lm["teacher"] is None and lm["head"]["margin"] == 0.5 and lm["data"]["speed_perturb"]["prob"] == 0.0
+        assert lm["model"] == load_checkpoint(trained / "models" / "avg_model.pt")["config"]["model"]
+        embeddings = dict(kaldiio.load_scp(str(final / "embeddings" / "vox1_test" / "xvector.scp")))
+        assert set(embeddings) == test_utts and all(v.shape == (64,) for v in embeddings.values())
+        assert "snr_min" in (final / "qmf" / "qmf.yaml").read_text()
+        cohort = final / "embeddings" / "vox1_dev" / "cohort_utt20_seed0" / "utt_list"
+        assert len(cohort.read_text().split()) == 20
+        results = (final / "results.md").read_text()
+        assert all(f"| {system} |" in results for system in ("cosine", "asnorm", "qmf"))
+    distill = load_checkpoint(tmp_path / "asr_distill" / "models" / "model_2.pt")
+    assert "ctc_head.weight" in distill["auxiliary"] and distill["config"]["teacher"]["model"] == str(asr)

@@ -6,27 +6,34 @@
       (`<utt>-short`, --short seconds) and the whole utterance (`<utt>-long`, capped at 20 s); and
       OUT/trials/qmf.kaldi, half target and half non-target, each a short/short, short/long or
       long/long pair. The recipe then computes features, embeddings and AS-norm scores for OUT.
-  python -m sv.bin.calibrate train --scores S --utt2dur F... --emb-scp E... --out MODEL.yaml
+  python -m sv.bin.calibrate train --scores S --utt2dur F... --emb-scp E... [--utt2snr F...] --out MODEL.yaml
       Reads AS-norm scores with quality columns (`enroll test score label mean_topn_enroll mean_topn_test`,
-      as sv.bin.score_norm writes them), durations and raw embeddings (for their magnitudes).
-      Writes the QMF model (YAML) and logs Cllr before and after calibration.
-  python -m sv.bin.calibrate apply --model MODEL.yaml --scores S --utt2dur F... --emb-scp E... --out S2
-      Writes `enroll test llr label`: calibrated log-likelihood ratios.
+      as sv.bin.score_norm writes them), durations and raw embeddings (for their magnitudes), and with
+      --utt2snr SNR estimates (sv.bin.compute_snr), which add the snr quality to the model.
+      Writes the QMF model (YAML; its `features` list names the qualities used) and logs Cllr before
+      and after calibration.
+  python -m sv.bin.calibrate apply --model MODEL.yaml --scores S --utt2dur F... --emb-scp E... [--utt2snr F...] --out S2
+      Writes `enroll test llr label`: calibrated log-likelihood ratios. --utt2snr is required when the
+      model uses the snr quality and ignored otherwise; models written before the snr quality apply as before.
+  Every key of S (both sides) needs a value in each quality's files; a missing one is an error naming
+  the score line, the side, the key and the files.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import yaml
 
 from sv.cli import run_main
 from sv.data.data_dir import utt2spk_to_spk2utt, validate_data_dir
-from sv.data.table import DataError, atomic_open, iter_table, read_scp, write_lines, write_scp, write_spk2utt
+from sv.data.table import DataError, atomic_open, iter_table, read_scp, where, write_lines, write_scp, write_spk2utt
 from sv.score.embeddings import load_embeddings
-from sv.score.qmf import MAX_DURATION, QMF, cllr_loss, train_qmf, trial_features
+from sv.score.qmf import MAX_DURATION, QMF, cllr_loss, model_qualities, train_qmf, trial_features
 
 log = logging.getLogger("sv.bin.calibrate")
 MIXES = (("short", "short"), ("short", "long"), ("long", "long"))
@@ -85,8 +92,8 @@ def make_trials(data: Path, out: Path, num_utts: int, num_trials: int, short: tu
     log.info("%s: %d crops of %d utterances, %d trials", out, len(segments), len(chosen), len(trials))
 
 
-def read_scores(path: Path, quality: bool) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
-    """Rows (enroll, test, label), scores, and the two cohort-mean columns when `quality`."""
+def read_scores(path: Path, quality: bool) -> tuple[list[list], np.ndarray, np.ndarray]:
+    """Rows (enroll, test, label, line number), scores, and the two cohort-mean columns when `quality`."""
     rows, scores, cohort = [], [], []
     for lineno, f in iter_table(path, min_fields=6 if quality else 4):
         try:
@@ -95,36 +102,74 @@ def read_scores(path: Path, quality: bool) -> tuple[list[list[str]], np.ndarray,
                 cohort.append((float(f[4]), float(f[5])))
         except ValueError:
             raise DataError(f"{path}:{lineno}: score columns must be numbers: {' '.join(f)}") from None
-        rows.append([f[0], f[1], f[3]])
+        rows.append([f[0], f[1], f[3], lineno])
     return rows, np.array(scores), np.array(cohort).reshape(-1, 2)
 
 
-def side_qualities(rows: list[list[str]], cohort: np.ndarray, durations: dict[str, float],
-                   magnitudes: dict[str, float], where: Path) -> tuple[np.ndarray, np.ndarray]:
-    sides = []
-    for side in (0, 1):
-        keys = [r[side] for r in rows]
-        missing = [k for k in keys if k not in durations or k not in magnitudes]
-        if missing:
-            raise DataError(f"{where}: no duration or embedding for {len(set(missing))} keys, e.g. {missing[0]!r}")
-        sides.append(np.stack([[durations[k] for k in keys], [magnitudes[k] for k in keys], cohort[:, side]], 1))
-    return sides[0], sides[1]
+def read_numbers(files: list[str]) -> dict[str, float]:
+    """key -> finite float of `key value` tables (utt2dur, utt2snr); a key in two files takes the later
+    file's value, a key twice in one file is an error."""
+    table: dict[str, float] = {}
+    for path in files:
+        first_line: dict[str, int] = {}
+        for lineno, f in iter_table(path, nfields=2):
+            if f[0] in first_line:
+                raise DataError(f"{where(path, lineno)}: duplicate key {f[0]!r} (first on line {first_line[f[0]]})")
+            first_line[f[0]] = lineno
+            try:
+                value = float(f[1])
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise DataError(f"{where(path, lineno)}: expected a finite number, got {f[1]!r}")
+            table[f[0]] = value
+    return table
 
 
-def load_qualities(utt2dur: list[str], emb_scp: list[str]) -> tuple[dict[str, float], dict[str, float]]:
-    durations = {k: float(v) for f in utt2dur for k, v in read_scp(f).items()}
+class Quality(NamedTuple):
+    """One per-key quality measure: its values and the files they came from (for error messages)."""
+    values: dict[str, float]
+    source: str
+
+
+def load_qualities(utt2dur: list[str], emb_scp: list[str], utt2snr: list[str] | None = None) -> dict[str, Quality]:
+    """The per-key qualities (duration, magnitude and, with utt2snr, snr); cohort_mean comes with the scores."""
     magnitudes: dict[str, float] = {}
     for f in emb_scp:
         keys, matrix = load_embeddings(f)
         magnitudes.update(zip(keys, np.linalg.norm(matrix, axis=1).tolist()))
-    return durations, magnitudes
+    out = {"duration": Quality(read_numbers(utt2dur), f"--utt2dur {' '.join(utt2dur)}"),
+           "magnitude": Quality(magnitudes, f"--emb-scp {' '.join(emb_scp)}")}
+    if utt2snr:
+        out["snr"] = Quality(read_numbers(utt2snr), f"--utt2snr {' '.join(utt2snr)}")
+    return out
 
 
-def features_of(scores_path: Path, utt2dur: list[str], emb_scp: list[str]):
+def side_qualities(rows: list[list], cohort: np.ndarray, measures: dict[str, Quality], qualities: tuple[str, ...],
+                   scores_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(enroll, test) quality matrices, columns in `qualities` order; a key some measure lacks is an
+    error naming the score line, the side, the key and the files searched."""
+    per_key = [name for name in qualities if name != "cohort_mean"]
+    for r in rows:
+        for name in per_key:
+            for side, side_name in ((0, "enroll"), (1, "test")):
+                if r[side] not in measures[name].values:
+                    raise DataError(f"{where(scores_path, r[3])}: {side_name} key {r[side]!r} has no {name} in "
+                                    f"{measures[name].source}")
+    sides = []
+    for side in (0, 1):
+        columns = [cohort[:, side] if name == "cohort_mean" else
+                   np.array([measures[name].values[r[side]] for r in rows], dtype=np.float64) for name in qualities]
+        sides.append(np.stack(columns, 1))
+    return sides[0], sides[1]
+
+
+def features_of(scores_path: Path, qualities: tuple[str, ...], utt2dur: list[str], emb_scp: list[str],
+                utt2snr: list[str] | None = None):
     rows, scores, cohort = read_scores(scores_path, quality=True)
-    durations, magnitudes = load_qualities(utt2dur, emb_scp)
-    enroll_q, test_q = side_qualities(rows, cohort, durations, magnitudes, scores_path)
-    return rows, scores, trial_features(scores, enroll_q, test_q)
+    measures = load_qualities(utt2dur, emb_scp, utt2snr)
+    enroll_q, test_q = side_qualities(rows, cohort, measures, qualities, scores_path)
+    return rows, scores, trial_features(scores, enroll_q, test_q, qualities)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,6 +187,9 @@ def main(argv: list[str] | None = None) -> None:
         s.add_argument("--scores", type=Path, required=True)
         s.add_argument("--utt2dur", nargs="+", required=True, help="durations of both sides' keys")
         s.add_argument("--emb-scp", nargs="+", required=True, help="raw embeddings of both sides' keys")
+        s.add_argument("--utt2snr", nargs="+", help="SNR estimates (dB) of both sides' keys (sv.bin.compute_snr); "
+                       + ("adds the snr quality to the model" if name == "train" else
+                          "needed when the model uses the snr quality, else ignored"))
         s.add_argument("--out", type=Path, required=True)
         if name == "apply":
             s.add_argument("--model", type=Path, required=True)
@@ -150,25 +198,34 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "make-trials":
         make_trials(args.data, args.out, args.num_utts, args.num_trials, tuple(args.short), args.seed)
         return
-    rows, scores, feats = features_of(args.scores, args.utt2dur, args.emb_scp)
+    if args.command == "train":
+        qualities = model_qualities(["snr"] if args.utt2snr else [])
+    else:
+        with open(args.model, encoding="utf-8") as f:
+            model = QMF.from_dict(yaml.safe_load(f))
+        qualities = model.qualities
+        if "snr" in qualities and not args.utt2snr:
+            raise DataError(f"{args.model}: the model uses the snr quality ({', '.join(model.features[-4:])}); "
+                            f"give --utt2snr")
+        if "snr" not in qualities and args.utt2snr:
+            log.info("%s does not use the snr quality: ignoring --utt2snr", args.model)
+    rows, scores, feats = features_of(args.scores, qualities, args.utt2dur, args.emb_scp,
+                                      args.utt2snr if "snr" in qualities else None)
     if args.command == "train":
         if any(r[2] not in ("target", "nontarget") for r in rows):
             raise DataError(f"{args.scores}: training needs target/nontarget labels on every line")
         is_target = np.array([r[2] == "target" for r in rows])
-        model = train_qmf(feats, is_target)
+        model = train_qmf(feats, is_target, qualities=qualities)
         with atomic_open(args.out) as f:
             yaml.safe_dump(model.to_dict(), f, sort_keys=False)
         # The raw score is no LLR; its best affine map is what calibration without quality would give.
-        log.info("Cllr on %d calibration trials: quality-free linear %.4f -> QMF %.4f; wrote %s", len(rows),
-                 cllr_loss(train_qmf(feats[:, :1], is_target).llr(feats[:, :1]), is_target),
-                 cllr_loss(model.llr(feats), is_target), args.out)
+        log.info("Cllr on %d calibration trials: quality-free linear %.4f -> QMF (%s) %.4f; wrote %s", len(rows),
+                 cllr_loss(train_qmf(feats[:, :1], is_target, qualities=()).llr(feats[:, :1]), is_target),
+                 ", ".join(qualities), cllr_loss(model.llr(feats), is_target), args.out)
     else:
-        with open(args.model, encoding="utf-8") as f:
-            model = QMF.from_dict(yaml.safe_load(f))
         llr = model.llr(feats)
-        write_lines(args.out, (f"{e} {t} {s:.6f} {label}" for (e, t, label), s in zip(rows, llr)))
+        write_lines(args.out, (f"{e} {t} {s:.6f} {label}" for (e, t, label, _), s in zip(rows, llr)))
         log.info("calibrated %d trials into %s", len(rows), args.out)
-
 
 if __name__ == "__main__":
     run_main(main)

@@ -1,6 +1,6 @@
 """Print the size and cost of the model a config describes: its name, total and trainable parameters, and
 the multiply-accumulates (MACs) of embedding one second of input, i.e. 100 frames (10 ms shift) of
-feat_dim features, or 16000 samples for a model on a pre-trained speech encoder, counted by
+feat_dim features, or 16000 samples for a model that reads audio, counted by
 torch.utils.flop_counter (matrix products and convolutions; MACs = FLOPs / 2). For an `ssl_speaker` model
 the encoder, LoRA and back-end parameters are also given apart.
 
@@ -47,7 +47,7 @@ def model_info(model: nn.Module, feat_dim: int | None = None) -> dict[str, Any]:
         "macs_per_second": counter.get_total_flops() // 2,
         "input_shape": shape,
     }
-    if takes_audio:
+    if hasattr(model, "backend"):  # ssl_speaker
         encoder = dict(model.encoder.named_parameters())
         info["lora_params"] = _count(p for n, p in encoder.items() if "lora_" in n)
         info["encoder_params"] = _count(encoder.values()) - info["lora_params"]
@@ -95,9 +95,13 @@ def main(argv: list[str] | None = None) -> None:
     if not isinstance(model_cfg, dict) or "name" not in model_cfg:
         raise DataError(f"{args.config}: needs a `model:` section with `name`")
     if args.random_init:
-        if not isinstance(model_cfg.get("encoder"), dict):
-            raise DataError(f"{args.config}: --random-init is for models with an `encoder:` section (ssl_speaker)")
-        model_cfg["encoder"]["from_config"] = True
+        if isinstance(model_cfg.get("encoder"), dict):  # ssl_speaker
+            model_cfg["encoder"]["from_config"] = True
+        elif model_cfg.get("pretrained") or model_cfg.get("asr"):  # on an imported ASR model
+            model_cfg["from_config"] = True
+        else:
+            raise DataError(f"{args.config}: --random-init is for models on a pre-trained encoder (an `encoder:` "
+                            "section, or `pretrained:` / `asr:` naming an imported ASR model)")
     try:
         model = build_model(model_cfg)
     except (ValueError, OSError) as e:

@@ -5,8 +5,9 @@
 
 Reads:  S, raw scores `enroll test score [label] [...]` from sv.bin.score (columns past the label are
            not kept);
-        C, the cohort: per-speaker mean embeddings of the training set, the training mean subtracted
-           first (sv.bin.speaker_mean --mean-scp), used as they are apart from length-normalising;
+        C, the cohort: per-speaker mean embeddings of the training set (sv.bin.speaker_mean --mean-scp)
+           or a random draw of its utterances (sv.bin.make_cohort --mean-scp), the training mean
+           subtracted first; used as they are apart from length-normalising;
         E, test-side embeddings (also the enroll side unless --enroll-scp); E2, enroll-side embeddings;
         M, the embedding set whose mean is subtracted from enroll and test embeddings (as for sv.bin.score).
 Writes: S2, one line per line of S, in S's order, with columns
@@ -38,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--method", choices=("asnorm", "snorm"), default="asnorm",
                    help="asnorm: top-N cohort scores per side; snorm: all of them (default asnorm)")
     p.add_argument("--top-n", type=int, default=300, help="cohort scores per side for asnorm (default 300)")
-    p.add_argument("--cohort-scp", required=True, help="input: cohort embeddings scp (speaker means)")
+    p.add_argument("--cohort-scp", required=True, help="input: cohort embeddings scp (speaker means or utterances)")
     p.add_argument("--emb-scp", required=True, help="input: test-side (and default enroll-side) embeddings scp")
     p.add_argument("--enroll-scp", help="input: enroll-side embeddings scp (default: --emb-scp)")
     p.add_argument("--mean-scp", help="input: embeddings whose mean is subtracted from enroll and test sides")
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.method == "asnorm":
         top_n = min(args.top_n, len(cohort.keys))
         if top_n < args.top_n:
-            log.warning("--top-n %d exceeds the cohort's %d speakers; using all of them", args.top_n, top_n)
+            log.warning("--top-n %d exceeds the cohort's %d members; using all of them", args.top_n, top_n)
     enroll_rows = key_rows(trials.enroll, enroll, trials)
     test_rows = key_rows(trials.test, test, trials)
     if enroll is test:  # one embedding set: each embedding's statistics once, whichever side uses it

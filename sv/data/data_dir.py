@@ -14,11 +14,11 @@ from sv.data.audio import AudioError, audio_duration
 from sv.data.table import (DataError, iter_lines, read_scp, read_spk2utt, where, write_scp, write_spk2utt)
 
 # Tables keyed by utterance; any that exist are kept in step by fix/subset/combine.
-UTT_TABLES = ("utt2spk", "feats.scp", "utt2dur", "utt2num_frames", "text", "vad.scp", "utt2lang")
+UTT_TABLES = ("utt2spk", "feats.scp", "utt2dur", "utt2num_frames", "text", "vad.scp", "utt2lang", "utt2snr")
 # Keyed by recording: per-utterance too when there is no `segments`.
 RECO_TABLES = ("wav.scp", "reco2dur")
 SPK_TABLES = ("spk2gender",)
-NUMERIC_TABLES = ("utt2dur", "utt2num_frames", "reco2dur")
+NUMERIC_TABLES = ("utt2dur", "utt2num_frames", "reco2dur", "utt2snr")
 
 
 def utt2spk_to_spk2utt(utt2spk: dict[str, str]) -> dict[str, list[str]]:

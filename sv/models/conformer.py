@@ -51,6 +51,7 @@ class ConvSubsampling(nn.Module):
         num_convs = int(math.log2(factor))
         if factor < 2 or 2 ** num_convs != factor:
             raise ValueError(f"subsampling_factor must be a power of 2 >= 2, got {factor}")
+        self.factor = factor
         channels = channels or d_model
         layers: list[nn.Module] = []
         freq = feat_dim
@@ -79,11 +80,12 @@ def sinusoids(positions: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class RelPositionalEncoding(nn.Module):
-    """Scales x by sqrt(d_model) and returns the embeddings of relative positions T-1, ..., -(T-1)."""
+    """Scales x by sqrt(d_model) (NeMo's xscaling) and returns the embeddings of relative positions
+    T-1, ..., -(T-1)."""
 
-    def __init__(self, d_model: int, dropout: float = 0.1):
+    def __init__(self, d_model: int, dropout: float = 0.1, xscaling: bool = True):
         super().__init__()
-        self.xscale = math.sqrt(d_model)
+        self.xscale = math.sqrt(d_model) if xscaling else 1.0
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,20 +214,23 @@ class ConformerEncoder(nn.Module):
 
     size: small|medium|large fills d_model/num_layers/num_heads from NeMo's Conformer-CTC; explicit
     values override it. num_layers_to_keep builds only the first N blocks (a truncated encoder).
+    subsampling_channels (default d_model), xscaling and dropout_pre_encoder are NeMo's options of those names.
     """
 
     def __init__(self, size: str | None = None, feat_dim: int = 80, d_model: int | None = None,
                  num_layers: int | None = None, num_heads: int | None = None, ff_expansion: int = 4,
                  conv_kernel: int = 31, subsampling_factor: int = 4, num_layers_to_keep: int | None = None,
-                 dropout: float = 0.1, dropout_att: float = 0.1):
+                 dropout: float = 0.1, dropout_att: float = 0.1, subsampling_channels: int | None = None,
+                 xscaling: bool = True, dropout_pre_encoder: float | None = None):
         super().__init__()
         dims = resolve_size(size, d_model=d_model, num_layers=num_layers, num_heads=num_heads)
         d_model, num_layers = dims["d_model"], dims["num_layers"]
         if num_layers_to_keep is not None and not 1 <= num_layers_to_keep <= num_layers:
             raise ValueError(f"num_layers_to_keep must be in 1..{num_layers}, got {num_layers_to_keep}")
         self.d_model = d_model
-        self.pre_encode = ConvSubsampling(feat_dim, d_model, subsampling_factor)
-        self.pos_enc = RelPositionalEncoding(d_model, dropout)
+        self.pre_encode = ConvSubsampling(feat_dim, d_model, subsampling_factor, subsampling_channels)
+        self.pos_enc = RelPositionalEncoding(d_model, dropout if dropout_pre_encoder is None else dropout_pre_encoder,
+                                             xscaling)
         self.layers = nn.ModuleList(
             ConformerLayer(d_model, dims["num_heads"], d_model * ff_expansion, conv_kernel, dropout, dropout_att)
             for _ in range(num_layers_to_keep or num_layers)
@@ -235,14 +240,16 @@ class ConformerEncoder(nn.Module):
     def num_layers(self) -> int:
         return len(self.layers)
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None,
+                num_layers: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """num_layers: run only the first blocks (what a caller reading the lower layers needs)."""
         if lengths is None:
             lengths = torch.full((feats.shape[0],), feats.shape[1], dtype=torch.long, device=feats.device)
         x, lengths = self.pre_encode(feats, lengths.to(feats.device))
         x, pos_emb = self.pos_enc(x)
         valid = valid_frames(lengths, x.shape[1])
         outputs = []
-        for layer in self.layers:
+        for layer in self.layers[:num_layers]:
             x = layer(x, pos_emb, valid)
             outputs.append(x)
         return outputs, lengths

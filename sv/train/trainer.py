@@ -27,6 +27,7 @@ from sv.data.train_loader import build_train_loader, num_classes, steps_per_epoc
 from sv.data.train_loader import resolve_config as resolve_data_config
 from sv.models.margin_heads import build_head
 from sv.models.registry import build_model
+from sv.train.auxiliary import AuxiliaryLoss, build_auxiliary
 from sv.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from sv.train.lr_schedule import build_scheduler
 from sv.train.margin_scheduler import MarginScheduler
@@ -45,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "save_every_steps": 0,     # 0: epoch checkpoints only
     "init": None,              # checkpoint to start from (weights only), e.g. for large-margin fine-tuning
     "margin_scheduler": None,  # {initial, final, increase_start_epoch, fix_start_epoch, mode}
+    "teacher": None,           # {loss, model, weight, ...}: an auxiliary loss (sv/train/auxiliary.py)
 }
 REQUIRED = ("data", "model", "head", "optim", "scheduler")
 
@@ -92,15 +94,20 @@ def setup_distributed(device: str) -> Dist:
 
 
 class SpeakerClassifier(nn.Module):
-    """Embedding model + margin head: the one module DDP wraps. Only `model` is kept for extraction."""
+    """Embedding model + margin head (+ auxiliary loss): the one module DDP wraps. Only `model` is kept for
+    extraction. forward returns the head's logits and the auxiliary loss (None without one)."""
 
-    def __init__(self, model: nn.Module, head: nn.Module):
+    def __init__(self, model: nn.Module, head: nn.Module, auxiliary: AuxiliaryLoss | None = None):
         super().__init__()
         self.model = model
         self.head = head
+        self.auxiliary = auxiliary
 
-    def forward(self, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.model(feats), labels)
+    def forward(self, feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.auxiliary is None:
+            return self.head(self.model(feats), labels), None
+        outputs = self.model.forward_outputs(feats)
+        return self.head(outputs["embedding"], labels), self.auxiliary(feats, outputs)
 
 
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -186,7 +193,8 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
     n_classes = num_classes(cfg["data"])
     model = build_model(cfg["model"])
     head = build_head(cfg["head"], model.embed_dim, n_classes)
-    net = SpeakerClassifier(model, head).to(world.device)
+    auxiliary = build_auxiliary(cfg["teacher"], model, cfg["data"]) if cfg["teacher"] else None
+    net = SpeakerClassifier(model, head, auxiliary).to(world.device)
 
     accum = int(cfg["accum_steps"])
     batches = steps_per_epoch(cfg["data"], world.world_size)
@@ -208,6 +216,8 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
         ckpt = load_checkpoint(ckpt_path)
         net.model.load_state_dict(ckpt["model"])
         net.head.load_state_dict(ckpt["head"])
+        if auxiliary is not None:
+            auxiliary.load_state_dict(ckpt["auxiliary"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
@@ -236,6 +246,7 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
         return {
             "model": net.model.state_dict(),
             "head": net.head.state_dict(),
+            **({"auxiliary": auxiliary.state_dict()} if auxiliary is not None else {}),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
@@ -251,7 +262,7 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
         loader = build_train_loader(cfg["data"], world.rank, world.world_size, epoch, start_batch)
         bar = tqdm(total=steps * accum, initial=start_batch, desc=f"epoch {epoch}", disable=not world.is_main,
                    dynamic_ncols=True, leave=False)
-        window_loss, window_acc, window_n, t0 = 0.0, 0.0, 0, time.time()
+        window_loss, window_aux, window_acc, window_n, t0 = 0.0, 0.0, 0.0, 0, time.time()
         for batch_idx, (feats, labels) in enumerate(loader, start=start_batch):
             if batch_idx >= steps * accum:
                 break
@@ -262,8 +273,11 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
             sync = contextlib.nullcontext() if last_micro or world.world_size == 1 else ddp.no_sync()
             with sync:
                 with torch.autocast(world.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    logits = ddp(feats, labels)
+                    logits, aux_loss = ddp(feats, labels)
                     loss = F.cross_entropy(logits.float(), labels)
+                    if aux_loss is not None:
+                        window_aux += aux_loss.item()
+                        loss = loss + aux_loss
                 scaler.scale(loss / accum).backward()
             window_loss += loss.item()
             window_acc += (logits.argmax(-1) == labels).float().mean().item()
@@ -285,14 +299,17 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
                 lr = optimizer.param_groups[0]["lr"]
                 rate = window_n * feats.shape[0] * world.world_size / max(elapsed, 1e-9)
                 stats = {"loss": window_loss / window_n, "acc": window_acc / window_n, "lr": lr}
-                log.info("epoch %d step %d: loss %.4f acc %.3f lr %.3g margin %s %.1f samples/s",
-                         epoch, global_step, stats["loss"], stats["acc"], lr,
+                if auxiliary is not None:
+                    stats["aux_loss"] = window_aux / window_n
+                log.info("epoch %d step %d: loss %.4f%s acc %.3f lr %.3g margin %s %.1f samples/s",
+                         epoch, global_step, stats["loss"],
+                         f" (auxiliary {stats['aux_loss']:.4f})" if auxiliary is not None else "", stats["acc"], lr,
                          f"{net.head.margin:.3f}" if hasattr(net.head, "margin") else "-", rate)
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['acc']:.3f}")
                 if writer is not None:
                     for k, v in stats.items():
                         writer.add_scalar(f"train/{k}", v, global_step)
-                window_loss, window_acc, window_n, t0 = 0.0, 0.0, 0, time.time()
+                window_loss, window_aux, window_acc, window_n, t0 = 0.0, 0.0, 0.0, 0, time.time()
             if cfg["save_every_steps"] and global_step % int(cfg["save_every_steps"]) == 0 \
                     and batch_idx + 1 < steps * accum:
                 state = position_state(epoch, batch_idx + 1)

@@ -1,0 +1,126 @@
+"""Blind SNR estimate (WADA-SNR, sv/data/snr.py) of every utterance of a data dir: a QMF quality measure.
+
+  python -m sv.bin.compute_snr [--num-workers N] [--out FILE] DATA
+
+Reads:  DATA/wav.scp (`recording path` or `recording command |`) and, when it exists, DATA/segments
+        (`utt recording start end`, seconds; then each utterance is that part of its recording).
+Writes: DATA/utt2snr (or FILE): `utt snr_db`, one line per utterance, sorted by key; estimates lie in
+        [-20, 100] dB. An utterance whose audio cannot be read, is empty or is all zeros is an error
+        naming the wav.scp / segments line.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from sv.cli import run_main
+from sv.data.audio import AudioError, load_audio
+from sv.data.snr import wada_snr
+from sv.data.table import DataError, iter_lines, iter_table, where, write_scp
+
+log = logging.getLogger("sv.bin.compute_snr")
+
+
+class Item(NamedTuple):
+    utt: str
+    entry: str             # wav.scp value
+    start: float
+    end: float | None
+    where: str             # file:line naming the utterance
+
+
+def read_wav_scp(path: Path) -> dict[str, tuple[str, int]]:
+    """recording -> (entry, line number)."""
+    table: dict[str, tuple[str, int]] = {}
+    for lineno, line in iter_lines(path):
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) < 2:
+            raise DataError(f"{where(path, lineno)}: expected 'recording audio', got {line!r}")
+        if parts[0] in table:
+            raise DataError(f"{where(path, lineno)}: duplicate key {parts[0]!r} (first on line {table[parts[0]][1]})")
+        table[parts[0]] = (parts[1], lineno)
+    return table
+
+
+def utterances(data: Path) -> list[Item]:
+    """The utterances of a data dir, with where each one is defined (segments line, else wav.scp line)."""
+    wav_path = data / "wav.scp"
+    wav = read_wav_scp(wav_path)
+    seg_path = data / "segments"
+    if not seg_path.is_file():
+        return [Item(k, e, 0.0, None, where(wav_path, n)) for k, (e, n) in wav.items()]
+    items, seen = [], {}
+    for lineno, f in iter_table(seg_path, min_fields=4):
+        at = where(seg_path, lineno)
+        if len(f) != 4:
+            raise DataError(f"{at}: expected `utt recording start end`, got {' '.join(f)!r}")
+        utt, rec = f[0], f[1]
+        if utt in seen:
+            raise DataError(f"{at}: duplicate utterance {utt!r} (first on line {seen[utt]})")
+        seen[utt] = lineno
+        if rec not in wav:
+            raise DataError(f"{at}: recording {rec!r} of {utt!r} is not in {wav_path}")
+        try:
+            start, end = float(f[2]), float(f[3])
+        except ValueError:
+            raise DataError(f"{at}: start and end must be numbers (seconds): {' '.join(f)!r}") from None
+        if start < 0 or (end >= 0 and end <= start):  # Kaldi: end -1 means the end of the recording
+            raise DataError(f"{at}: bad segment times {start} {end}")
+        items.append(Item(utt, wav[rec][0], start, end, f"{at} (recording {rec!r}: {where(wav_path, wav[rec][1])})"))
+    return items
+
+
+def snr_of(item: Item) -> tuple[str, float]:
+    try:
+        wav, _ = load_audio(item.entry, item.start, item.end)
+    except AudioError as e:
+        raise DataError(f"{item.where}: {item.utt}: {e}") from None
+    snr = wada_snr(wav)
+    if np.isnan(snr):
+        raise DataError(f"{item.where}: {item.utt}: {'empty' if wav.size == 0 else 'all-zero'} audio "
+                        f"has no SNR; remove the utterance from the data dir")
+    return item.utt, snr
+
+
+def compute_snr(data: Path, out: Path, num_workers: int = 1) -> dict[str, float]:
+    items = utterances(data)
+    if not items:
+        raise DataError(f"{data}: no utterances")
+    snrs: dict[str, float] = {}
+    interval = 1.0 if sys.stderr.isatty() else 30.0
+    with tqdm(total=len(items), desc="snr", unit="utt", mininterval=interval, file=sys.stderr) as bar:
+        if num_workers <= 1:
+            for utt, snr in map(snr_of, items):
+                snrs[utt] = snr
+                bar.update()
+        else:
+            with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
+                for utt, snr in pool.imap_unordered(snr_of, items, chunksize=16):
+                    snrs[utt] = snr
+                    bar.update()
+    write_scp(out, {k: f"{v:.2f}" for k, v in snrs.items()})
+    values = np.array(list(snrs.values()))
+    log.info("%s: SNR of %d utterances: mean %.1f dB, median %.1f, min %.1f, max %.1f", out, len(values),
+             values.mean(), np.median(values), values.min(), values.max())
+    return snrs
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m sv.bin.compute_snr", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", type=Path, help="input: data dir with wav.scp (and segments, if any)")
+    p.add_argument("--out", type=Path, help="output: `utt snr_db` table (default: DATA/utt2snr)")
+    p.add_argument("--num-workers", type=int, default=1, help="processes reading audio (default 1)")
+    args = p.parse_args(argv)
+    compute_snr(args.data, args.out or args.data / "utt2snr", args.num_workers)
+
+
+if __name__ == "__main__":
+    run_main(main)
