@@ -215,6 +215,10 @@ def test_distillation_errors(asr_dir, frontend):
         build_auxiliary(cfg, _student(4, frontend), {"mode": "waveform", "sample_rate": 8000})
     with pytest.raises(ValueError, match="teacher.loss"):
         build_auxiliary({"loss": "mse", "model": str(asr_dir)}, _student(4, frontend), WAVE_DATA)
+    with pytest.raises(ValueError, match="teacher.alpha: not an option of the ctc_kl loss"):
+        build_auxiliary({**cfg, "alpha": 1.0}, _student(4, frontend), WAVE_DATA)
+    with pytest.raises(ValueError, match="needs teacher.model"):
+        build_auxiliary({"loss": "ctc_kl"}, _student(4, frontend), WAVE_DATA)
     other = {**frontend, "window_stride": 0.02}
     aux = build_auxiliary(cfg, _student(4, other), WAVE_DATA)
     student = _student(4, other)

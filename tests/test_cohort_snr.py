@@ -199,17 +199,17 @@ def test_compute_snr_errors_name_file_and_line(tmp_path: Path) -> None:
     write_data_dir(data, {"a": np.ones(SR), "b": np.random.default_rng(0).standard_normal(SR)})
     (data / "wav.scp").write_text((data / "wav.scp").read_text() + f"c {tmp_path}/missing.wav\n")
     proc = run_tool("-m", "sv.bin.compute_snr", str(data), check=False)
-    assert proc.returncode == 1 and f"{data}/wav.scp:3: c: cannot read audio" in proc.stderr
+    assert proc.returncode == 1 and f"{data}/wav.scp:3: utterance c: cannot read audio" in proc.stderr
     assert "Traceback" not in proc.stderr and not (data / "utt2snr").exists()
 
     write_data_dir(data, {"a": np.ones(SR)}, {"u1": "a 0 0.5", "u2": "nobody 0 1"})
     proc = run_tool("-m", "sv.bin.compute_snr", str(data), check=False)
-    assert proc.returncode == 1 and f"{data}/segments:2: recording 'nobody' of 'u2' is not in" in proc.stderr
+    assert proc.returncode == 1 and f"{data}/segments:2: segment u2: recording 'nobody' is not in" in proc.stderr
 
     sf.write(data / "a.wav", np.zeros(SR, np.float32), SR)
     (data / "segments").unlink()
     proc = run_tool("-m", "sv.bin.compute_snr", str(data), check=False)
-    assert proc.returncode == 1 and f"{data}/wav.scp:1: a: all-zero audio has no SNR" in proc.stderr
+    assert proc.returncode == 1 and f"{data}/wav.scp:1: utterance a: all-zero audio has no SNR" in proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------------

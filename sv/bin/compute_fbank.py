@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import kaldiio
@@ -21,61 +20,13 @@ from tqdm import tqdm
 from sv.cli import run_main
 from sv.data.audio import AudioError, load_audio
 from sv.data.fbank import compute_fbank, load_config
-from sv.data.table import DataError, atomic_open, iter_lines, iter_table, where, write_lines
+from sv.data.table import DataError, atomic_open, iter_lines, write_lines
+from sv.data.utterances import Utterance, read_utterances
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Item:
-    """One utterance to compute: its audio entry, the span in seconds, and where it was listed."""
-    key: str
-    entry: str
-    start: float
-    end: float | None
-    origin: str
-
-
-def read_wav_scp(path: str) -> dict[str, tuple[str, int]]:
-    """key -> (entry, line number); duplicate keys are an error naming both lines."""
-    out: dict[str, tuple[str, int]] = {}
-    for lineno, line in iter_lines(path):
-        parts = line.strip().split(maxsplit=1)
-        if len(parts) < 2:
-            raise DataError(f"{where(path, lineno)}: expected 'key audio', got {line!r}")
-        key, entry = parts
-        if key in out:
-            raise DataError(f"{where(path, lineno)}: duplicate key {key!r} (first on line {out[key][1]})")
-        out[key] = (entry, lineno)
-    return out
-
-
-def read_items(wav_scp: str, segments: str | None) -> list[Item]:
-    """Utterances in table order: wav.scp entries, or segments cut from wav.scp recordings."""
-    recos = read_wav_scp(wav_scp)
-    if segments is None:
-        return [Item(key, entry, 0.0, None, f"{where(wav_scp, lineno)}: utterance {key}")
-                for key, (entry, lineno) in recos.items()]
-    items = []
-    seen: dict[str, int] = {}
-    for lineno, (utt, reco, start, end) in iter_table(segments, nfields=4):
-        if utt in seen:
-            raise DataError(f"{where(segments, lineno)}: duplicate segment {utt!r} (first on line {seen[utt]})")
-        seen[utt] = lineno
-        if reco not in recos:
-            raise DataError(f"{where(segments, lineno)}: segment {utt}: recording {reco!r} is not in {wav_scp}")
-        try:
-            t0, t1 = float(start), float(end)
-        except ValueError:
-            raise DataError(f"{where(segments, lineno)}: segment {utt}: start and end must be numbers") from None
-        entry, reco_line = recos[reco]
-        items.append(Item(utt, entry, t0, None if t1 < 0 else t1,
-                          f"{where(segments, lineno)}: segment {utt} (recording {reco}, "
-                          f"{where(wav_scp, reco_line)})"))
-    return items
-
-
-def check_files_exist(items: list[Item], max_shown: int = 10) -> None:
+def check_files_exist(items: list[Utterance], max_shown: int = 10) -> None:
     """Fail before any computing if an audio file is missing (pipe commands can only be tried)."""
     missing = [it for it in items
                if not it.entry.rstrip().endswith("|") and not os.path.isfile(it.entry.strip())]
@@ -92,7 +43,7 @@ def _remove(*paths: str) -> None:
             os.unlink(path)
 
 
-def write_features(items: list[Item], cfg: Mapping[str, Any], ark: str, scp: str,
+def write_features(items: list[Utterance], cfg: Mapping[str, Any], ark: str, scp: str,
                    utt2num_frames: str | None = None) -> tuple[int, float]:
     """Write every item's features; return the utterance count and the total audio seconds.
 
@@ -155,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(args.config)
     # A rerun that fails must not leave the previous run's tables looking valid.
     _remove(args.scp, *([args.utt2num_frames] if args.utt2num_frames else []))
-    items = read_items(args.wav_scp, args.segments)
+    items = read_utterances(args.wav_scp, args.segments)
     if not items:
         raise DataError(f"{args.segments or args.wav_scp}: no utterances")
     check_files_exist(items)

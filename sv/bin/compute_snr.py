@@ -15,7 +15,6 @@ import logging
 import multiprocessing
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -23,74 +22,27 @@ from tqdm import tqdm
 from sv.cli import run_main
 from sv.data.audio import AudioError, load_audio
 from sv.data.snr import wada_snr
-from sv.data.table import DataError, iter_lines, iter_table, where, write_scp
+from sv.data.table import DataError, write_scp
+from sv.data.utterances import Utterance, read_utterances
 
 log = logging.getLogger("sv.bin.compute_snr")
 
 
-class Item(NamedTuple):
-    utt: str
-    entry: str             # wav.scp value
-    start: float
-    end: float | None
-    where: str             # file:line naming the utterance
-
-
-def read_wav_scp(path: Path) -> dict[str, tuple[str, int]]:
-    """recording -> (entry, line number)."""
-    table: dict[str, tuple[str, int]] = {}
-    for lineno, line in iter_lines(path):
-        parts = line.strip().split(maxsplit=1)
-        if len(parts) < 2:
-            raise DataError(f"{where(path, lineno)}: expected 'recording audio', got {line!r}")
-        if parts[0] in table:
-            raise DataError(f"{where(path, lineno)}: duplicate key {parts[0]!r} (first on line {table[parts[0]][1]})")
-        table[parts[0]] = (parts[1], lineno)
-    return table
-
-
-def utterances(data: Path) -> list[Item]:
-    """The utterances of a data dir, with where each one is defined (segments line, else wav.scp line)."""
-    wav_path = data / "wav.scp"
-    wav = read_wav_scp(wav_path)
-    seg_path = data / "segments"
-    if not seg_path.is_file():
-        return [Item(k, e, 0.0, None, where(wav_path, n)) for k, (e, n) in wav.items()]
-    items, seen = [], {}
-    for lineno, f in iter_table(seg_path, min_fields=4):
-        at = where(seg_path, lineno)
-        if len(f) != 4:
-            raise DataError(f"{at}: expected `utt recording start end`, got {' '.join(f)!r}")
-        utt, rec = f[0], f[1]
-        if utt in seen:
-            raise DataError(f"{at}: duplicate utterance {utt!r} (first on line {seen[utt]})")
-        seen[utt] = lineno
-        if rec not in wav:
-            raise DataError(f"{at}: recording {rec!r} of {utt!r} is not in {wav_path}")
-        try:
-            start, end = float(f[2]), float(f[3])
-        except ValueError:
-            raise DataError(f"{at}: start and end must be numbers (seconds): {' '.join(f)!r}") from None
-        if start < 0 or (end >= 0 and end <= start):  # Kaldi: end -1 means the end of the recording
-            raise DataError(f"{at}: bad segment times {start} {end}")
-        items.append(Item(utt, wav[rec][0], start, end, f"{at} (recording {rec!r}: {where(wav_path, wav[rec][1])})"))
-    return items
-
-
-def snr_of(item: Item) -> tuple[str, float]:
+def snr_of(item: Utterance) -> tuple[str, float]:
     try:
         wav, _ = load_audio(item.entry, item.start, item.end)
     except AudioError as e:
-        raise DataError(f"{item.where}: {item.utt}: {e}") from None
+        raise DataError(f"{item.origin}: {e}") from None
     snr = wada_snr(wav)
     if np.isnan(snr):
-        raise DataError(f"{item.where}: {item.utt}: {'empty' if wav.size == 0 else 'all-zero'} audio "
+        raise DataError(f"{item.origin}: {'empty' if wav.size == 0 else 'all-zero'} audio "
                         f"has no SNR; remove the utterance from the data dir")
-    return item.utt, snr
+    return item.key, snr
 
 
 def compute_snr(data: Path, out: Path, num_workers: int = 1) -> dict[str, float]:
-    items = utterances(data)
+    segments = data / "segments"
+    items = read_utterances(data / "wav.scp", segments if segments.is_file() else None)
     if not items:
         raise DataError(f"{data}: no utterances")
     snrs: dict[str, float] = {}

@@ -15,6 +15,7 @@ the module tree, so it is never trained, never wrapped by DDP and never written 
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any, Callable
 
 import torch.nn as nn
@@ -53,8 +54,14 @@ def build_auxiliary(cfg: dict[str, Any], student: nn.Module, data_cfg: dict[str,
     if not hasattr(student, "forward_outputs"):
         raise ValueError(f"teacher: the model {type(student).__name__} has no forward_outputs, so no auxiliary "
                          "loss can see its frame-level outputs")
-    module, cls = AUXILIARY_LOSSES[name].split(":")
-    try:
-        return getattr(importlib.import_module(module), cls)(student=student, data_cfg=data_cfg, **cfg)
-    except TypeError as e:
-        raise ValueError(f"teacher ({name}): bad options {sorted(cfg)}: {e}") from e
+    module, cls_name = AUXILIARY_LOSSES[name].split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    params = inspect.signature(cls).parameters
+    options = [p for p in params if p not in ("student", "data_cfg")]
+    for key in cfg:
+        if key not in options:
+            raise ValueError(f"teacher.{key}: not an option of the {name} loss ({', '.join(['loss', *options])})")
+    missing = [p for p in options if params[p].default is inspect.Parameter.empty and p not in cfg]
+    if missing:
+        raise ValueError(f"teacher: the {name} loss needs {', '.join(f'teacher.{p}' for p in missing)}")
+    return cls(student=student, data_cfg=data_cfg, **cfg)
