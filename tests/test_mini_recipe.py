@@ -64,13 +64,15 @@ def test_mini_recipe_end_to_end(tmp_path):
 
 def test_mini_ssl_recipe_end_to_end(tmp_path):
     """egs/mini/run_ssl.sh: a tiny random WavLM saved and reloaded as a pre-trained model, three training stages
-    (frozen + LoRA, joint fine-tuning after the merge, large margin), embeddings from audio, QMF, scoring."""
+    (frozen + LoRA, joint fine-tuning after the merge, large margin), embeddings from audio, QMF, scoring; then
+    (stages 9-11) distillation-guided pruning, further distillation of the pruned encoder, and the speaker stages
+    again on it."""
     corpus, data, exp = tmp_path / "corpus", tmp_path / "data", tmp_path / "exp"
-    run_tool("bash", str(REPO / "egs/mini/run_ssl.sh"),
+    run_tool("bash", str(REPO / "egs/mini/run_ssl.sh"), "--stop-stage", "11",
              "--num-speakers", "14", "--num-test-speakers", "4", "--utts-per-video", "2",
              "--corpus", str(corpus), "--data", str(data), "--exp", str(exp), "--pretrained", str(tmp_path / "tiny"),
              "--train-opts", "epochs=2 data.batch_size=8", "--num-avg", "1", "--qmf-utts", "30",
-             "--qmf-trials", "300")
+             "--qmf-trials", "300", "--prune-opts", "epochs=8")
     assert (tmp_path / "tiny" / "config.json").is_file()
     s1 = load_checkpoint(exp / "s1" / "models" / "avg_model.pt")
     assert "lora" not in s1["config"]["model"] and not any("lora_" in k for k in s1["model"])
@@ -84,6 +86,19 @@ def test_mini_ssl_recipe_end_to_end(tmp_path):
     assert (final / "qmf" / "qmf.yaml").is_file()
     results = (final / "results.md").read_text()
     assert "## vox1_O_cleaned" in results
+    assert all(f"| {system} |" in results for system in ("cosine", "asnorm", "qmf"))
+
+    def encoder_params(model: dict) -> int:
+        return sum(v.numel() for k, v in model.items() if k.startswith("encoder.") and "log_alpha" not in k)
+    unpruned = encoder_params(load_checkpoint(exp / "s2" / "models" / "avg_model.pt")["model"])
+    pruned_dir = exp / "prune_distill" / "encoder"
+    assert (pruned_dir / "sv_pruned_structure.json").is_file() and (pruned_dir / "model.safetensors").is_file()
+    pruned = load_checkpoint(tmp_path / "exp_pruned" / "s3" / "models" / "avg_model.pt")
+    assert pruned["config"]["model"]["encoder"]["pretrained"] == str(pruned_dir)
+    assert encoder_params(pruned["model"]) < 0.8 * unpruned  # it visibly pruned
+    embeddings = dict(kaldiio.load_scp(str(tmp_path / "exp_pruned" / "s3" / "embeddings" / "vox1_test" / "xvector.scp")))
+    assert set(embeddings) == test_utts
+    results = (tmp_path / "exp_pruned" / "s3" / "results.md").read_text()
     assert all(f"| {system} |" in results for system in ("cosine", "asnorm", "qmf"))
 
 

@@ -22,6 +22,9 @@ pretrained=exp/tiny_wavlm   # where stage 0 saves the stand-in pre-trained encod
 config=conf/ssl_lora_adapter_mfa.yaml    # training stage 1 (frozen encoder, with or without LoRA)
 ft_config=conf/ssl_adapter_mfa_ft.yaml   # training stage 2 (joint fine-tuning); "" to skip
 lm_config=conf/ssl_adapter_mfa_lm.yaml   # training stage 3 (large-margin fine-tuning); "" to skip
+prune_config=conf/ssl_prune.yaml   # stage 9: distillation-guided pruning of stage 2's model; "" skips 9-11
+prune_distill_config=conf/ssl_prune_distill.yaml   # stage 10: further distillation of the pruned encoder
+prune_opts=           # config overrides for stages 9-10 after --train-opts, e.g. "epochs=8"
 exp=exp/ssl_lora_adapter_mfa
 nproc=1               # training processes (torchrun --nproc-per-node; one per GPU)
 num_avg=2             # epochs averaged after each training stage
@@ -34,7 +37,7 @@ test_set=vox1_test    # data dir with the trial lists (data/$test_set/trials/*.k
 
 . ./path.sh
 . ./cmd.sh
-help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--corpus DIR] [--data DIR] [--pretrained DIR] [--config YAML] [--ft-config YAML] [--lm-config YAML] [--exp DIR] [--train-opts OVERRIDES]"
+help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--corpus DIR] [--data DIR] [--pretrained DIR] [--config YAML] [--ft-config YAML] [--lm-config YAML] [--prune-config YAML] [--prune-distill-config YAML] [--prune-opts OVERRIDES] [--exp DIR] [--train-opts OVERRIDES]"
 . utils/parse_options.sh
 
 # The last training stage that runs: its averaged model makes the embeddings.
@@ -106,3 +109,33 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   steps/score.sh --cohort-data $data/$train_set --top-n $top_n --qmf-model $final/qmf/qmf.yaml $final $data/$test_set
   cat $final/results.md
 fi
+
+# Stages 9-11: the w2v-BERT 2.0 paper's pruning (section 3.4), after joint fine-tuning (stage 4); not run by
+# default (--stop-stage 11). The teacher of both distillations is stage 2's averaged model, unpruned and frozen.
+pruned_encoder=$(realpath -m $exp/prune_distill/encoder)
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ] && [ -n "$prune_config" ]; then
+  echo "stage 9: pruning with distillation, $prune_config -> $exp/prune; pruned encoder -> $exp/prune/encoder"
+  steps/train.sh --cmd "$cuda_cmd" --nproc-per-node $nproc $prune_config $exp/prune $aug_opts $train_opts \
+    init=$exp/s2/models/avg_model.pt teacher.model=$exp/s2/models/avg_model.pt $prune_opts
+  python -m sv.bin.average_model $exp/prune --num $num_avg
+  python -m sv.bin.prune_encoder $exp/prune/models/avg_model.pt $exp/prune/encoder $exp/prune/models/pruned_model.pt
+fi
+
+if [ $stage -le 10 ] && [ $stop_stage -ge 10 ] && [ -n "$prune_config" ]; then
+  echo "stage 10: further distillation of the pruned student, $prune_distill_config -> $exp/prune_distill"
+  steps/train.sh --cmd "$cuda_cmd" --nproc-per-node $nproc $prune_distill_config $exp/prune_distill $aug_opts \
+    $train_opts init=$exp/prune/models/pruned_model.pt teacher.model=$exp/s2/models/avg_model.pt \
+    model.encoder.pretrained=$(realpath -m $exp/prune/encoder) $prune_opts
+  python -m sv.bin.average_model $exp/prune_distill --num $num_avg
+  python -m sv.bin.prune_encoder $exp/prune_distill/models/avg_model.pt $pruned_encoder \
+    $exp/prune_distill/models/pruned_model.pt
+fi
+
+if [ $stage -le 11 ] && [ $stop_stage -ge 11 ] && [ -n "$prune_config" ]; then
+  echo "stage 11: the speaker stages again (3-8) on the pruned encoder $pruned_encoder -> ${exp}_pruned"
+  bash ./$(basename "$0") --stage 3 --stop-stage 8 --exp ${exp}_pruned --data $data --nj $nj --nproc $nproc --num-avg $num_avg \
+    --config $config --ft-config "$ft_config" --lm-config "$lm_config" --qmf-utts $qmf_utts --qmf-trials $qmf_trials \
+    --top-n $top_n --train-set $train_set --test-set $test_set --corpus $corpus --pretrained $pretrained \
+    --train-opts "$train_opts model.encoder.pretrained=$pruned_encoder"
+fi
+

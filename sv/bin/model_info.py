@@ -2,7 +2,8 @@
 the multiply-accumulates (MACs) of embedding one second of input, i.e. 100 frames (10 ms shift) of
 feat_dim features, or 16000 samples for a model that reads audio, counted by
 torch.utils.flop_counter (matrix products and convolutions; MACs = FLOPs / 2). For an `ssl_speaker` model
-the encoder, LoRA and back-end parameters are also given apart.
+the encoder, LoRA and back-end parameters are also given apart, and for a pruned encoder (sv.bin.prune_encoder)
+the heads, FFN units and convolution channels each layer kept.
 
 Input: a YAML config (plus KEY=VALUE overrides); the model is built from its `model:` section through the
 model registry, as training builds it. With --random-init a pre-trained encoder is built from its config.json
@@ -23,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from sv.cli import run_main
 from sv.config import load_config
 from sv.data.table import DataError
+from sv.models.pruning import layer_sizes
 from sv.models.registry import build_model
 
 FRAMES_PER_SECOND = 100
@@ -52,6 +54,11 @@ def model_info(model: nn.Module, feat_dim: int | None = None) -> dict[str, Any]:
         info["lora_params"] = _count(p for n, p in encoder.items() if "lora_" in n)
         info["encoder_params"] = _count(encoder.values()) - info["lora_params"]
         info["backend_params"] = _count(model.backend.parameters())
+        config = model.encoder.model.config
+        if getattr(config, "sv_pruned", False):
+            info["pruned_layers"] = layer_sizes(model.encoder.model)
+            info["unpruned_layer"] = {"heads": config.num_attention_heads, "ffn": config.intermediate_size,
+                                      "conv": config.hidden_size}
     return info
 
 
@@ -67,7 +74,16 @@ def format_table(info: dict[str, Any]) -> str:
         if f"{part}_params" in info:
             n = info[f"{part}_params"]
             rows.append((f"  {part}", f"{n:,} ({n / 1e6:.2f} M)"))
-    return "\n".join(f"{key:<22}{value}" for key, value in rows)
+    text = "\n".join(f"{key:<22}{value}" for key, value in rows)
+    if "pruned_layers" in info:
+        full = info["unpruned_layer"]
+        names = list(info["pruned_layers"][0])
+        lines = ["", "pruned encoder, kept per layer (of " + ", ".join(
+            f"{full['ffn' if n.startswith('ffn') else n]} {n}" for n in names) + "):",
+            "layer  " + "  ".join(f"{n:>6}" for n in names)]
+        lines += [f"{i:>5}  " + "  ".join(f"{row[n]:>6}" for n in names) for i, row in enumerate(info["pruned_layers"])]
+        text += "\n".join(lines)
+    return text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

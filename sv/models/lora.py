@@ -7,11 +7,14 @@ the parameter names (and the state dict) of the encoder without LoRA; sv.bin.mer
 """
 from __future__ import annotations
 
+import logging
 import types
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
 
 # Attention query/value projections by transformers model type: w2v-BERT's conformer names them linear_q/v.
 QUERY_VALUE = {"wav2vec2-bert": ["linear_q", "linear_v"]}
@@ -65,6 +68,9 @@ def add_lora(model: nn.Module, r: int, alpha: float, dropout: float = 0.0,
         inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
                                            target_modules=list(target_modules), bias="none"), model)
     except ValueError as e:  # peft: "Target modules {...} not found in the base model"
+        if getattr(model.config, "sv_pruned", False):  # pruning may have removed every attention
+            log.warning("lora: the pruned encoder has none of %s left: no LoRA", target_modules)
+            return
         raise ValueError(f"lora.target_modules {target_modules}: {e}") from e
     for name, p in model.named_parameters():
         if "lora_" not in name:

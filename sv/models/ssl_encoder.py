@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 import torchaudio.compliance.kaldi as kaldi
 
+from sv.models.pruning import add_gates, apply_structure, read_pruned_weights, read_structure
 from sv.models.registry import register
 
 SAMPLE_RATE = 16000
@@ -95,6 +96,11 @@ class SSLEncoder(nn.Module):
     cls_token: prepend a [CLS] token to the transformer's input (see the module docstring). Vaessen &
         van Leeuwen fill it with ones and train it or not; here it starts at ones and is a parameter, so
         `requires_grad_(False)` gives their constant token.
+    gates: Hard Concrete gates on every layer's heads, FFN units and convolution channels, for structured
+        pruning (sv/models/pruning.py): a mapping of add_gates' options ({} for the defaults), or null.
+
+    A pruned encoder directory (written by sv.bin.prune_encoder: config.json, model.safetensors and
+    sv_pruned_structure.json with the per-layer sizes) loads like any other `pretrained` directory.
 
     Layer drop and the model's own SpecAugment are always off: layer drop would change the number of
     hidden states, and augmentation belongs to the data pipeline.
@@ -102,7 +108,8 @@ class SSLEncoder(nn.Module):
 
     def __init__(self, pretrained: str, from_config: bool = False, num_layers: int | None = None,
                  max_input_seconds: float | None = None, normalize: bool | None = None,
-                 config_overrides: dict[str, Any] | None = None, cls_token: bool = False):
+                 config_overrides: dict[str, Any] | None = None, cls_token: bool = False,
+                 gates: dict[str, Any] | None = None):
         super().__init__()
         # imported here, not at the top: build_model imports every model module, and only this one needs
         # transformers, which takes seconds to import
@@ -115,11 +122,24 @@ class SSLEncoder(nn.Module):
                              f"{', '.join(WAVEFORM_MODELS + FBANK_MODELS)}")
         if num_layers is not None and not 1 <= num_layers <= config.num_hidden_layers:
             raise ValueError(f"num_layers must be in 1..{config.num_hidden_layers}, got {num_layers}")
-        self.model = AutoModel.from_config(config) if from_config else AutoModel.from_pretrained(pretrained, config=config)
+        structure = read_structure(pretrained)
+        if structure is None and getattr(config, "sv_pruned", False):
+            raise ValueError(f"{pretrained}: config.json describes a pruned encoder, but its per-layer sizes "
+                             f"(sv_pruned_structure.json) are missing")
+        if structure is None:
+            self.model = AutoModel.from_config(config) if from_config else AutoModel.from_pretrained(pretrained, config=config)
+        else:  # transformers cannot build per-layer sizes: build it whole, shrink it, then load the weights
+            self.model = AutoModel.from_config(config)
         # Unused with SpecAugment off; a parameter without gradients would stall DDP. Dropped after loading, so
         # that loading does not report it as an unexpected key.
         if hasattr(self.model, "masked_spec_embed"):
             del self.model.masked_spec_embed
+        if structure is not None:
+            apply_structure(self.model, structure)
+            if not from_config:
+                self.model.load_state_dict(read_pruned_weights(pretrained))
+        if gates is not None:
+            add_gates(self.model, **gates)
         if num_layers is not None:
             self.model.encoder.layers = self.model.encoder.layers[:num_layers]
             self.model.config.num_hidden_layers = num_layers

@@ -58,3 +58,8 @@ class SSLSpeaker(nn.Module):
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         hidden_states, lengths = self.encoder(waves, lengths)
         return self.backend(hidden_states, lengths)
+
+    def forward_outputs(self, waves: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, Any]:
+        """The embedding with the hidden states and frame counts it came from (for auxiliary losses)."""
+        hidden_states, lengths = self.encoder(waves, lengths)
+        return {"embedding": self.backend(hidden_states, lengths), "hidden_states": hidden_states, "lengths": lengths}

@@ -21,7 +21,8 @@ from typing import Any, Callable
 import torch.nn as nn
 
 # name -> "module:Class", imported when used
-AUXILIARY_LOSSES = {"ctc_kl": "sv.train.ctc_distillation:CTCDistillation"}
+AUXILIARY_LOSSES = {"ctc_kl": "sv.train.ctc_distillation:CTCDistillation",
+                    "hidden_distill": "sv.train.hidden_distillation:HiddenStateDistillation"}
 
 
 class AuxiliaryLoss(nn.Module):

@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "init": None,              # checkpoint to start from (weights only), e.g. for large-margin fine-tuning
     "margin_scheduler": None,  # {initial, final, increase_start_epoch, fix_start_epoch, mode}
     "teacher": None,           # {loss, model, weight, ...}: an auxiliary loss (sv/train/auxiliary.py)
+    "speaker_loss_weight": 1.0,  # 0: train on the auxiliary loss alone (distillation-guided pruning)
 }
 REQUIRED = ("data", "model", "head", "optim", "scheduler")
 
@@ -62,6 +63,11 @@ def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"config lacks the sections: {', '.join(missing)}")
     if cfg.get("amp", "none") not in ("none", "bf16", "fp16"):
         raise ValueError(f"amp must be none, bf16 or fp16, got {cfg['amp']!r}")
+    weight = cfg.get("speaker_loss_weight", 1.0)
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
+        raise ValueError(f"speaker_loss_weight must be a number >= 0, got {weight!r}")
+    if weight == 0 and not cfg.get("teacher"):
+        raise ValueError("speaker_loss_weight 0 leaves nothing to train without a teacher (auxiliary loss)")
     return {**DEFAULTS, **cfg, "data": resolve_data_config(cfg["data"])}
 
 
@@ -274,7 +280,7 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
             with sync:
                 with torch.autocast(world.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     logits, aux_loss = ddp(feats, labels)
-                    loss = F.cross_entropy(logits.float(), labels)
+                    loss = float(cfg["speaker_loss_weight"]) * F.cross_entropy(logits.float(), labels)
                     if aux_loss is not None:
                         window_aux += aux_loss.item()
                         loss = loss + aux_loss
