@@ -212,3 +212,30 @@ def test_prune_configs_of_the_recipe():
     prune_cfg = yaml.safe_load((REPO / "egs/voxceleb/conf/w2vbert2_prune80.yaml").read_text())
     assert prune_cfg["teacher"]["target_sparsity"] == 0.8 and prune_cfg["teacher"]["warmup_steps"] == 10000
     assert prune_cfg["optim"]["lr"] == 2.0e-4 and prune_cfg["optim"]["param_groups"][0]["lr_mult"] == 100
+
+
+def test_prune_encoder_cli(tiny, tmp_path, teacher_ckpt):
+    """A gated checkpoint becomes a pruned encoder directory plus a checkpoint on it that builds and loads; a
+    checkpoint with neither gates nor a pruned encoder, or of another model, is refused by name."""
+    student = _student(tiny, gates={})
+    _randomise_gates(student.encoder)
+    cfg = {"name": "ssl_speaker", "encoder": {"pretrained": tiny["wavlm"], "gates": {}},
+           "backend": {"name": "adapter_mfa", "adapter_dim": 8, "embed_dim": 16}}
+    save_checkpoint({"model": student.state_dict(), "config": {"model": cfg}}, tmp_path / "gated.pt")
+    run_tool("-m", "sv.bin.prune_encoder", str(tmp_path / "gated.pt"), str(tmp_path / "enc"), str(tmp_path / "out.pt"))
+    out = load_checkpoint(tmp_path / "out.pt")
+    assert out["config"]["model"]["encoder"] == {"pretrained": str(tmp_path / "enc")}
+    model = build_model(out["config"]["model"])
+    model.load_state_dict(out["model"])
+    student.eval()
+    model.eval()
+    waves, lengths = _batch()
+    with torch.no_grad():
+        assert torch.allclose(student(waves, lengths), model(waves, lengths), atol=1e-5)
+    proc = run_tool("-m", "sv.bin.prune_encoder", teacher_ckpt, str(tmp_path / "e2"), str(tmp_path / "o2.pt"),
+                    check=False)
+    assert proc.returncode == 1 and "has no gates" in proc.stderr and not (tmp_path / "e2").exists()
+    save_checkpoint({"model": {}, "config": {"model": {"name": "ecapa_tdnn"}}}, tmp_path / "ecapa.pt")
+    proc = run_tool("-m", "sv.bin.prune_encoder", str(tmp_path / "ecapa.pt"), str(tmp_path / "e3"),
+                    str(tmp_path / "o3.pt"), check=False)
+    assert proc.returncode == 1 and "expected a checkpoint of an ssl_speaker" in proc.stderr

@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import yaml
 
 from sv.cli import run_main
-from sv.data.table import DataError
+from sv.data.table import DataError, atomic_dir
 from sv.models.asr_conformer import CONFIG, WEIGHTS
 from sv.models.nemo_checkpoint import convert_nemo
 
@@ -53,9 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     imported = convert_nemo(args.nemo)
     from safetensors.torch import save_file
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with atomic_dir(out) as tmp:
         with open(tmp / CONFIG, "w", encoding="utf-8") as f:
             yaml.safe_dump(imported.config, f, sort_keys=False, allow_unicode=True)
         save_file({k: v.contiguous() for k, v in imported.weights.items()}, str(tmp / WEIGHTS))
@@ -64,23 +60,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, data in imported.files.items():
             (tmp / "tokenizer").mkdir(exist_ok=True)
             (tmp / "tokenizer" / name).write_bytes(data)
-        os.chmod(tmp, 0o777 & ~_umask())
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     enc = imported.config["encoder"]
     log.info("imported %s: %d layers, d_model %d, %d heads, subsampling %d, %d tokens + blank -> %s",
              args.nemo, enc["num_layers"], enc["d_model"], enc.get("num_heads", 4), enc.get("subsampling_factor", 4),
              len(imported.config["vocabulary"]), out)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import os
 from sv.cli import run_main
 from sv.data.table import DataError
 from sv.models.lora import merge_lora
-from sv.models.registry import build_model
+from sv.models.ssl_speaker import load_ssl_speaker
 from sv.train.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             save_checkpoint(ckpt, args.output)
         log.info("%s has no LoRA: nothing to merge", args.input)
         return
-    # Every weight comes from the checkpoint: skip reading the pre-trained encoder's weights.
-    build_cfg = copy.deepcopy(model_cfg)
-    build_cfg["encoder"] = {**build_cfg["encoder"], "from_config": True}
-    model = build_model(build_cfg)
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
-        raise DataError(f"{args.input}: the weights do not fit the model its config describes: {e}") from e
+    model = load_ssl_speaker(ckpt, args.input)
     merged = merge_lora(model.encoder.model)
 
     out_config = copy.deepcopy(config)

@@ -27,7 +27,7 @@ import os
 from sv.cli import run_main
 from sv.data.table import DataError
 from sv.models.pruning import layer_sizes, prune, read_structure, save_pruned
-from sv.models.registry import build_model
+from sv.models.ssl_speaker import load_ssl_speaker
 from sv.train.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -45,23 +45,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     ckpt = load_checkpoint(args.input)
-    config = ckpt.get("config")
-    model_cfg = config.get("model") if isinstance(config, dict) else None
-    if not isinstance(model_cfg, dict) or model_cfg.get("name") != "ssl_speaker" or "model" not in ckpt:
-        raise DataError(f"{args.input}: expected a checkpoint of an ssl_speaker model")
+    model = load_ssl_speaker(ckpt, args.input)
+    config = ckpt["config"]
+    model_cfg = config["model"]
     source = model_cfg["encoder"]["pretrained"]
     gated = model_cfg["encoder"].get("gates") is not None
     exported = read_structure(source)
     if not gated and exported is None:
         raise DataError(f"{args.input}: its encoder has no gates (model.encoder.gates) and is not a pruned one: "
                         "nothing to prune")
-    build_cfg = copy.deepcopy(model_cfg)
-    build_cfg["encoder"]["from_config"] = True  # every weight comes from the checkpoint
-    model = build_model(build_cfg)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise DataError(f"{args.input}: the weights do not fit the model its config describes: {e}") from e
     before = sum(p.numel() for n, p in model.encoder.named_parameters() if "log_alpha" not in n)
     model.eval()
     structure = prune(model.encoder.model) if gated else exported

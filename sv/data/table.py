@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping
@@ -72,6 +73,26 @@ def read_spk2utt(path: str | os.PathLike) -> dict[str, list[str]]:
             raise DataError(f"{where(path, lineno)}: duplicate speaker {fields[0]!r}")
         out[fields[0]] = fields[1:]
     return out
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary directory beside `path` to fill; it replaces `path` (and whatever was there) only if the block
+    succeeds, with the user's umask, so a directory appears whole or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager

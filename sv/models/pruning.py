@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 import types
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+
+from sv.data.table import atomic_dir
 
 STRUCTURE_FILE = "sv_pruned_structure.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -419,10 +419,7 @@ def save_pruned(model: nn.Module, structure: list[dict[str, Any]], out_dir: str 
     from safetensors.torch import save_file
     from transformers.utils import cached_file
 
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.config.save_pretrained(tmp)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
         with open(tmp / STRUCTURE_FILE, "w", encoding="utf-8") as f:
@@ -430,10 +427,3 @@ def save_pruned(model: nn.Module, structure: list[dict[str, Any]], out_dir: str 
         extractor = cached_file(source, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False)
         if extractor is not None:
             shutil.copy(extractor, tmp / "preprocessor_config.json")
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

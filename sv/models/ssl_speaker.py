@@ -63,3 +63,21 @@ class SSLSpeaker(nn.Module):
         """The embedding with the hidden states and frame counts it came from (for auxiliary losses)."""
         hidden_states, lengths = self.encoder(waves, lengths)
         return {"embedding": self.backend(hidden_states, lengths), "hidden_states": hidden_states, "lengths": lengths}
+
+
+def load_ssl_speaker(ckpt: dict[str, Any], source: str, **encoder_options: Any) -> SSLSpeaker:
+    """The ssl_speaker a checkpoint holds, every weight from the checkpoint (the encoder is built from its config
+    alone), with encoder_options changed; a ValueError naming `source` when the checkpoint holds something else."""
+    config = ckpt.get("config")
+    cfg = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(cfg, dict) or cfg.get("name") != "ssl_speaker" or "model" not in ckpt:
+        raise ValueError(f"{source}: expected a checkpoint of an ssl_speaker model (`model` weights, config model.name "
+                         "ssl_speaker)")
+    cfg = {**cfg, "encoder": {**cfg["encoder"], "from_config": True, **encoder_options}}
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{source}: the weights do not fit the model its config describes: {e}") from e
+    return model
+

@@ -27,8 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sv.models.pruning import expected_params, layer_gates
-from sv.models.registry import build_model
 from sv.models.ssl_encoder import valid_mask
+from sv.models.ssl_speaker import load_ssl_speaker
 from sv.train.auxiliary import AuxiliaryLoss
 from sv.train.checkpoint import load_checkpoint
 
@@ -39,15 +39,9 @@ LOG_EVERY = 100  # batches between the log lines on sparsity
 def load_teacher_encoder(path: str) -> nn.Module:
     """The encoder of a trained ssl_speaker checkpoint, weights from the checkpoint, without gates."""
     ckpt = load_checkpoint(path)
-    cfg = (ckpt.get("config") or {}).get("model")
-    if not isinstance(cfg, dict) or cfg.get("name") != "ssl_speaker" or "model" not in ckpt:
-        raise ValueError(f"teacher.model {path}: expected a checkpoint of an ssl_speaker model")
-    if cfg.get("lora"):
+    if ((ckpt.get("config") or {}).get("model") or {}).get("lora"):
         raise ValueError(f"teacher.model {path}: has LoRA; merge it first (python -m sv.bin.merge_lora)")
-    cfg = {**cfg, "encoder": {**cfg["encoder"], "from_config": True, "gates": None}}
-    model = build_model(cfg)
-    model.load_state_dict(ckpt["model"])
-    return model.encoder
+    return load_ssl_speaker(ckpt, f"teacher.model {path}", gates=None).encoder
 
 
 class HiddenStateDistillation(AuxiliaryLoss):
