@@ -32,6 +32,12 @@ Options:
   --rdzv-endpoint <h:p>     # rendezvous host:port for several nodes (default: standalone)
   --resume <bool>           # continue from the latest checkpoint (default: $resume)"
 . utils/parse_options.sh
+for opt in nproc-per-node:$nproc_per_node nnodes:$nnodes; do
+  case ${opt#*:} in
+    ''|*[!0-9]*|0) echo "$0: --${opt%%:*} must be a whole number >= 1, got '${opt#*:}'" >&2; exit 1 ;;
+  esac
+done
+case $node_rank in ''|*[!0-9]*) echo "$0: --node-rank must be a whole number >= 0, got '$node_rank'" >&2; exit 1 ;; esac
 
 if [ $# -lt 2 ]; then
   printf "%s\n" "$help_message" >&2

@@ -27,7 +27,7 @@ def parse_args(argv):
     options, var, first, last, log, cmd = job_args.parse(argv, "run.pl", USAGE)
     for opt, val in options:
         if opt == "--max-jobs-run":
-            max_jobs = int(val)
+            max_jobs = job_args.max_jobs_run(val, "run.pl")
         elif opt not in IGNORED_OPTIONS:
             sys.exit(f"run.pl: unknown option {opt}\n{USAGE}")
     return max_jobs, var, first, last, log, cmd

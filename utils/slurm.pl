@@ -77,7 +77,7 @@ def parse_args(argv):
     options, var, first, last, log, cmd = job_args.parse(argv, "slurm.pl", USAGE)
     for opt, val in options:
         if opt == "--max-jobs-run":
-            max_jobs = int(val)
+            max_jobs = job_args.max_jobs_run(val, "slurm.pl")
         elif opt == "--config":
             config = val
         else:

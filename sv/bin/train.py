@@ -7,20 +7,18 @@ Reads:  the YAML config (with dotted overrides), the data dirs it names (data.tr
 Writes: exp/X/config.yaml (the resolved config, which later stages read), exp/X/train.log,
         exp/X/models/model_<epoch>.pt each epoch, exp/X/models/checkpoint.pt every save_every_steps,
         exp/X/tensorboard/ when tensorboard is installed.
-By default a run continues from the latest checkpoint in exp/X/models/ (--no-resume starts afresh).
+By default a run continues from the latest checkpoint in exp/X/models/, which must have been written for the same
+model and head config (an error names the keys that differ); --no-resume starts afresh and moves an earlier run's
+checkpoints to exp/X/models.old.N. config.yaml is written once the checkpoint (or `init`) has loaded.
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 from pathlib import Path
 
 from sv.cli import run_main
-from sv.config import apply_overrides, load_yaml, save_config
+from sv.config import apply_overrides, load_yaml
 from sv.train.trainer import resolve_config, train
-
-log = logging.getLogger("sv.bin.train")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,12 +31,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = resolve_config(apply_overrides(resolve_config(load_yaml(args.config)), args.overrides))
     exp_dir = Path(args.exp_dir)
-    saved = exp_dir / "config.yaml"
-    if int(os.environ.get("RANK", 0)) == 0:
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        if args.resume and saved.is_file() and load_yaml(saved) != cfg:
-            log.warning("%s differs from the config of this run; it is replaced (checkpoints are kept)", saved)
-        save_config(cfg, saved)
+    exp_dir.mkdir(parents=True, exist_ok=True)
     train(cfg, exp_dir, resume=args.resume)
 
 

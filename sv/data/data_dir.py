@@ -84,6 +84,8 @@ def validate_data_dir(data: str | os.PathLike, check_audio: bool = False,
         raise DataError("\n".join(errors))
 
     utt_keys = _check_sorted_unique(data / "utt2spk", errors)
+    if not utt_keys and not errors:
+        raise DataError(f"{data}: an empty data directory ({data / 'utt2spk'} has no utterance)")
     utts = {k for _, k in utt_keys}
     utt2spk = read_scp(data / "utt2spk", unique=False)
     for lineno, line in iter_lines(data / "utt2spk"):

@@ -75,6 +75,14 @@ def read_spk2utt(path: str | os.PathLike) -> dict[str, list[str]]:
     return out
 
 
+def creation_mode(executable: bool = False) -> int:
+    """The mode a new file (or directory, executable) gets under the user's umask, as open() would give it; for
+    files made by mkstemp/mkdtemp (0600/0700) before they are renamed into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if executable else 0o666) & ~umask
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary directory beside `path` to fill; it replaces `path` (and whatever was there) only if the block
@@ -84,9 +92,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
+        os.chmod(tmp, creation_mode(executable=True))
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -104,7 +110,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, creation_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

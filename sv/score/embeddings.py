@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import kaldiio
 import numpy as np
 
-from sv.data.table import DataError, read_scp
+from sv.data.table import DataError, creation_mode, read_scp
 
 # Kaldi binary float vector: binary marker, type token, then the size as a 4-byte int (size byte 4).
 _VECTOR_HEADER = b"\0BFV \x04"
@@ -113,7 +113,7 @@ def _temporary_beside(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o644)
+    os.chmod(tmp, creation_mode())
     try:
         yield tmp
     finally:

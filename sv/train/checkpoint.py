@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from sv.data.table import creation_mode
+
 log = logging.getLogger(__name__)
 
 EPOCH_FILE = re.compile(r"model_(\d+)\.pt$")
@@ -31,6 +33,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     os.close(fd)
     try:
         torch.save(state, tmp)
+        os.chmod(tmp, creation_mode())  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

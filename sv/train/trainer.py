@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from sv.config import load_yaml, save_config
 from sv.data.train_loader import build_train_loader, num_classes, steps_per_epoch
 from sv.data.train_loader import resolve_config as resolve_data_config
 from sv.models.margin_heads import build_head
@@ -164,6 +165,39 @@ def _init_from(net: SpeakerClassifier, path: str) -> None:
     load_weights(net.head, head_weights, f"init {path} (head)")
 
 
+def _flatten(d: Any, prefix: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}"))
+    return out
+
+
+def _check_same_network(saved: dict[str, Any], cfg: dict[str, Any], path: Path) -> None:
+    """A checkpoint resumes only the network it was written for: its model and head config must be this run's."""
+    old = {**_flatten(saved.get("model"), "model"), **_flatten(saved.get("head"), "head")}
+    new = {**_flatten(cfg["model"], "model"), **_flatten(cfg["head"], "head")}
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if diff:
+        shown = ", ".join(f"{k} ({old.get(k, '-')!r} in the checkpoint, {new.get(k, '-')!r} now)" for k in diff[:5])
+        raise ValueError(f"{path} was written for another network: {shown}{' ...' if len(diff) > 5 else ''}; "
+                         "start afresh (--no-resume, which sets the old models aside) or use another exp dir")
+
+
+def _set_aside_old_run(model_dir: Path) -> None:
+    """A fresh start moves an earlier run's checkpoints to models.old.N, so that a later resume can only find
+    this run's."""
+    if not model_dir.is_dir() or not any(model_dir.iterdir()):
+        return
+    n = 1
+    while model_dir.with_name(f"{model_dir.name}.old.{n}").exists():
+        n += 1
+    target = model_dir.with_name(f"{model_dir.name}.old.{n}")
+    model_dir.rename(target)
+    log.warning("fresh start: the earlier run's checkpoints in %s moved to %s", model_dir, target)
+
+
 def _make_ddp(net: nn.Module, world: Dist) -> nn.Module:
     if world.world_size == 1:
         return net
@@ -218,8 +252,11 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
 
     epoch, start_batch, global_step = 1, 0, 0
     ckpt_path = latest_checkpoint(model_dir) if resume else None
+    if not resume and world.is_main:
+        _set_aside_old_run(model_dir)
     if ckpt_path is not None:
         ckpt = load_checkpoint(ckpt_path)
+        _check_same_network(ckpt.get("config") or {}, cfg, ckpt_path)
         net.model.load_state_dict(ckpt["model"])
         net.head.load_state_dict(ckpt["head"])
         if auxiliary is not None:
@@ -240,7 +277,11 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
             _init_from(net, cfg["init"])
         torch.manual_seed(cfg["seed"] + world.rank)  # dropout differs across ranks
 
-    if world.is_main:
+    if world.is_main:  # only now: a resume that failed above leaves the config of the checkpoints in place
+        saved = exp_dir / "config.yaml"
+        if saved.is_file() and load_yaml(saved) != cfg:
+            log.warning("%s differs from the config of this run; it is replaced", saved)
+        save_config(cfg, saved)
         n_params = sum(p.numel() for p in net.model.parameters())
         log.info("model %s: %.2fM parameters; %d classes; %d ranks on %s; %d optimizer steps per epoch",
                  cfg["model"]["name"], n_params / 1e6, n_classes, world.world_size, world.device, steps)

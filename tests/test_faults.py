@@ -1,0 +1,132 @@
+"""Faults a new user meets (issue 12): bad job ranges and shell words, truncated audio, empty data dirs, file
+modes, unchecked flags. Each case fails with its own message before anything runs, or keeps what was there."""
+import os
+import stat
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import REPO, run_tool
+from sv.data.audio import AudioError, load_audio
+from sv.data.table import atomic_open
+from sv.train.checkpoint import save_checkpoint
+
+RUN_PL = str(REPO / "utils" / "run.pl")
+
+
+@pytest.mark.parametrize("word", ["optim.no_decay=[bias|norm]", "a;touch {tmp}/pwned", "$(touch {tmp}/pwned)",
+                                  "`touch {tmp}/pwned`", "x > {tmp}/pwned", "it's"])
+def test_run_pl_passes_every_word_as_one_argument(tmp_path, word):
+    word = word.format(tmp=tmp_path)
+    proc = run_tool(RUN_PL, "JOB=1:2", f"{tmp_path}/log/x.JOB.log", "python3", "-c",
+                    "import sys; print(repr(sys.argv[1]))", word, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert repr(word) in (tmp_path / "log" / "x.2.log").read_text()
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["JOB=a:b", "log/x.JOB.log", "true"], "bad job range 'JOB=a:b'"),
+    (["JOB=1:", "log/x.JOB.log", "true"], "bad job range 'JOB=1:'"),
+    (["JOB=-1:2", "log/x.JOB.log", "true"], "bad job range 'JOB=-1:2'"),
+    (["JOB=1:3", "log/x.log", "true"], "lacks JOB, so the 3 jobs would write one log"),
+    (["--max-jobs-run", "abc", "JOB=1:2", "log/x.JOB.log", "true"], "--max-jobs-run must be a whole number"),
+])
+@pytest.mark.parametrize("runner", ["run.pl", "slurm.pl"])
+def test_job_runner_usage_errors(tmp_path, runner, args, message):
+    proc = run_tool(str(REPO / "utils" / runner), *args, cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "log").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--nproc-per-node", "0"), ("--nproc-per-node", "two"),
+                                         ("--nnodes", "-1"), ("--node-rank", "x")])
+def test_train_sh_checks_its_numbers(tmp_path, flag, value):
+    proc = run_tool("bash", "steps/train.sh", flag, value, "conf/ecapa_tdnn_small.yaml", str(tmp_path / "exp"),
+                    cwd=REPO / "egs/mini", check=False)
+    assert proc.returncode == 1 and f"{flag} must be a whole number" in proc.stderr
+    assert not (tmp_path / "exp").exists()
+
+
+def test_truncated_wav_is_corrupt_audio(tmp_path):
+    sf.write(tmp_path / "full.wav", 0.1 * np.random.default_rng(0).standard_normal(int(4.4 * 16000)), 16000,
+             subtype="PCM_16")
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "full.wav").read_bytes()[:3000])
+    assert load_audio(str(tmp_path / "full.wav"))[0].shape == (70400,)
+    with pytest.raises(AudioError, match="truncated audio .*cut.wav.*header promises"):
+        load_audio(str(tmp_path / "cut.wav"))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "wav.scp").write_text(f"a {tmp_path}/full.wav\nb {tmp_path}/cut.wav\n")
+    (data / "utt2spk").write_text("a s\nb s\n")
+    (data / "spk2utt").write_text("s a b\n")
+    proc = run_tool("utils/validate_data_dir.py", "--check-audio", str(data), check=False)
+    assert proc.returncode == 1 and f"{data}/wav.scp:2: b: truncated audio" in proc.stderr
+
+
+def test_empty_data_dir_is_an_error(tmp_path):
+    data = tmp_path / "empty"
+    data.mkdir()
+    for name in ("wav.scp", "utt2spk", "spk2utt"):
+        (data / name).write_text("")
+    proc = run_tool("utils/validate_data_dir.py", str(data), check=False)
+    assert proc.returncode == 1 and "an empty data directory" in proc.stderr
+    proc = run_tool("bash", "steps/make_fbank.sh", "--nj", "2", str(data), str(tmp_path / "log"),
+                    str(tmp_path / "fbank"), cwd=REPO / "egs/mini", check=False)
+    assert proc.returncode != 0 and "an empty data directory" in proc.stderr + proc.stdout
+    assert "usage:" not in (proc.stderr + proc.stdout).lower().split("an empty data directory")[0][-200:]
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_checkpoint({"x": torch.zeros(1)}, tmp_path / "ckpt.pt")
+        with atomic_open(tmp_path / "table") as f:
+            f.write("a 1\n")
+        os.umask(0o002)
+        save_checkpoint({"x": torch.zeros(1)}, tmp_path / "ckpt2.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "ckpt.pt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "table").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "ckpt2.pt").stat().st_mode) == 0o664
+
+
+def test_check_audio_says_it_runs_pipes():
+    assert "runs the commands of pipe entries" in " ".join(run_tool("utils/validate_data_dir.py", "--help").stdout.split())
+
+
+# ---------------------------------------------------------------------------------------- training state
+
+TRAIN_CFG = REPO / "egs/mini/conf/ecapa_tdnn_small.yaml"
+TINY = ["model.channels=16", "model.embed_dim=16", "data.batch_size=8", "data.crop=1.0", "data.mode=raw",
+        "epochs=1", "margin_scheduler=null", "scheduler.warmup_epochs=0"]
+
+
+def _train(exp, data, *extra, check=True, fresh=False):
+    return run_tool("-m", "sv.bin.train", "--config", str(TRAIN_CFG), "--exp-dir", str(exp),
+                    *(["--no-resume"] if fresh else []), f"data.train_dir={data / 'vox1_dev'}", *TINY, *extra,
+                    check=check)
+
+
+def test_a_fresh_start_never_resumes_an_earlier_run(tmp_path, mini_data):
+    exp = tmp_path / "exp"
+    _train(exp, mini_data)
+    first = (exp / "models" / "model_1.pt").read_bytes()
+    _train(exp, mini_data, "seed=7", fresh=True)
+    assert (exp / "models.old.1" / "model_1.pt").read_bytes() == first
+    assert (exp / "models" / "model_1.pt").read_bytes() != first
+    _train(exp, mini_data, "epochs=2", "seed=7")  # resumes this run, not the earlier one
+    from sv.train.checkpoint import load_checkpoint
+    assert load_checkpoint(exp / "models" / "model_2.pt")["config"]["seed"] == 7
+
+
+def test_a_resume_for_another_network_is_refused_and_keeps_the_config(tmp_path, mini_data):
+    exp = tmp_path / "exp"
+    _train(exp, mini_data)
+    saved = (exp / "config.yaml").read_text()
+    proc = _train(exp, mini_data, "epochs=2", "model.channels=32", check=False)
+    assert proc.returncode == 1 and "model.channels (16 in the checkpoint, 32 now)" in proc.stderr
+    assert (exp / "config.yaml").read_text() == saved
