@@ -60,6 +60,14 @@ mkdir -p "$fbankdir" "$logdir"
 # once every job succeeded and every utterance has features. On a failure or Ctrl-C the .new files are
 # removed on exit; were this shell killed outright, the next run removes them before it starts.
 prefix=$fbankdir/raw_fbank_$name
+# Archives are named after the data dir's basename: two data dirs of one name (a/test, b/test) must not share
+# an fbank dir, or they would overwrite (and clean up) each other's archives. The owner file says whose they are.
+data_abs=$(cd "$data" && pwd)
+if [ -f "$prefix.owner" ] && [ "$(cat "$prefix.owner")" != "$data_abs" ]; then
+  echo "$0: $fbankdir already holds the archives raw_fbank_$name.* of $(cat "$prefix.owner"); give $data another fbank dir (the third argument)" >&2
+  exit 1
+fi
+echo "$data_abs" > "$prefix.owner"
 cleanup() {
   python utils/job_archives.py clean "$prefix"
   rm -f "$data/.feats.scp.tmp" "$data/.utt2num_frames.tmp" "$data/conf/.fbank.yaml.tmp"

@@ -59,6 +59,16 @@ case "$cmd" in
   *) if [ -n "${SLURM_JOB_ID:-}" ] && [ "${SLURM_NNODES:-1}" -gt 1 ]; then slurm=true; fi ;;
 esac
 
+# On failure say why, from the workers' own output: torchrun's ChildFailedError report says nothing of the cause.
+failed() {
+  local log=$exp_dir/log/torchrun.log why
+  why=$(grep -h -E ' ERROR \[' "$log" 2>/dev/null | grep -v 'torch\.distributed' | tail -n 1 | sed 's/.* ERROR \[[^]]*\] //')
+  [ -n "$why" ] || why=$(grep -h -E '^[A-Za-z_.]*(Error|Exception): ' "$log" 2>/dev/null | grep -v ChildFailedError | tail -n 1)
+  echo "$0: training failed${why:+: $why}" >&2
+  echo "$0: see $log (every rank's output) and $exp_dir/train.log" >&2
+  exit 1
+}
+
 if $slurm; then
   # Runs in the allocation, so the SLURM variables are expanded there, not here.
   train_args=$(printf ' %q' -m sv.bin.train --config "$config" --exp-dir "$exp_dir" "$@")
@@ -69,7 +79,7 @@ exec srun --nodes=$SLURM_NNODES --ntasks=$SLURM_NNODES --ntasks-per-node=1 --kil
   torchrun --nnodes $SLURM_NNODES --nproc-per-node '"$nproc_per_node"' \
   --rdzv-backend c10d --rdzv-endpoint $head:$port --rdzv-id $SLURM_JOB_ID'"$train_args"
   # $cmd is unquoted on purpose: it holds several words.
-  $cmd "$exp_dir/log/torchrun.log" bash -c "$launch"
+  $cmd "$exp_dir/log/torchrun.log" bash -c "$launch" || failed
 else
   if [ -z "$rdzv_endpoint" ]; then
     [ "$nnodes" -eq 1 ] || { echo "$0: --nnodes $nnodes needs --rdzv-endpoint" >&2; exit 1; }
@@ -80,6 +90,6 @@ else
   fi
   # $cmd and $launch are unquoted on purpose: they hold several words.
   $cmd "$exp_dir/log/torchrun.log" \
-    torchrun $launch -m sv.bin.train --config "$config" --exp-dir "$exp_dir" "$@"
+    torchrun $launch -m sv.bin.train --config "$config" --exp-dir "$exp_dir" "$@" || failed
 fi
 echo "$0: trained $exp_dir (models in $exp_dir/models, log in $exp_dir/train.log)"

@@ -130,3 +130,51 @@ def test_a_resume_for_another_network_is_refused_and_keeps_the_config(tmp_path, 
     proc = _train(exp, mini_data, "epochs=2", "model.channels=32", check=False)
     assert proc.returncode == 1 and "model.channels (16 in the checkpoint, 32 now)" in proc.stderr
     assert (exp / "config.yaml").read_text() == saved
+
+
+def test_training_stops_at_the_first_non_finite_loss(tmp_path, mini_data):
+    exp = tmp_path / "exp"
+    proc = _train(exp, mini_data, "optim.lr=1.0e+30", "epochs=2", check=False)
+    assert proc.returncode == 1 and "non-finite loss" in proc.stderr and "last good checkpoint is" in proc.stderr
+    assert not (exp / "models" / "model_2.pt").exists()
+
+
+def test_non_finite_weights_and_embeddings_are_refused(tmp_path):
+    import kaldiio
+    from sv.score.embeddings import load_embeddings
+    state = {"model": {"w": torch.tensor([1.0, float("nan")])}, "head": {}, "config": {}}
+    save_checkpoint(state, tmp_path / "models" / "model_1.pt")
+    proc = run_tool("-m", "sv.bin.average_model", str(tmp_path), "--num", "1", check=False)
+    assert proc.returncode == 1 and "model_1.pt: model.w holds non-finite values" in proc.stderr
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path}/e.ark,{tmp_path}/e.scp") as w:
+        w["a"] = np.ones(4, np.float32)
+        w["b"] = np.array([1, np.inf, 0, 0], np.float32)
+    with pytest.raises(ValueError, match=r"e.scp: 1 embedding\(s\) hold NaN or inf, the first 'b'"):
+        load_embeddings(tmp_path / "e.scp")
+
+
+def test_a_failed_training_stage_prints_the_workers_error(tmp_path, mini_data):
+    proc = run_tool("bash", "steps/train.sh", "conf/ecapa_tdnn_small.yaml", str(tmp_path / "exp"),
+                    f"data.train_dir={mini_data / 'vox1_dev'}", "data.mode=raw", "data.batch_size=500",
+                    cwd=REPO / "egs/mini", check=False)
+    assert proc.returncode == 1
+    assert "training failed: " in proc.stderr and "lower data.batch_size" in proc.stderr
+    assert f"see {tmp_path}/exp/log/torchrun.log" in proc.stderr
+
+
+def test_two_data_dirs_of_one_name_cannot_share_an_fbank_dir(tmp_path, mini_data):
+    import shutil
+    for parent in ("a", "b"):
+        shutil.copytree(mini_data / "vox1_test", tmp_path / parent / "test")
+    fbank = tmp_path / "fbank"
+
+    def make(parent):
+        return run_tool("bash", "steps/make_fbank.sh", "--nj", "2", str(tmp_path / parent / "test"),
+                        str(tmp_path / parent / "log"), str(fbank), cwd=REPO / "egs/mini", check=False)
+    assert make("a").returncode == 0
+    before = {p.name: p.read_bytes() for p in fbank.iterdir()}
+    proc = make("b")
+    assert proc.returncode == 1 and f"already holds the archives raw_fbank_test.* of {tmp_path}/a/test" in proc.stderr
+    assert {p.name: p.read_bytes() for p in fbank.iterdir()} == before
+    assert not (tmp_path / "b" / "test" / "feats.scp").exists()
+    assert make("a").returncode == 0  # the owner itself may rerun

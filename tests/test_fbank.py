@@ -253,7 +253,8 @@ def test_make_fbank_rerun_keeps_previous_outputs_until_it_succeeds(tmp_path):
     assert new_files(recipe) == []
     assert not (data / ".backup").exists()
     assert sorted(p.name for p in (recipe / "fbank").iterdir()) == \
-        ["raw_fbank_dev.1.ark", "raw_fbank_dev.1.scp", "raw_fbank_dev.2.ark", "raw_fbank_dev.2.scp"]
+        ["raw_fbank_dev.1.ark", "raw_fbank_dev.1.scp", "raw_fbank_dev.2.ark", "raw_fbank_dev.2.scp",
+         "raw_fbank_dev.owner"]
 
     # The same rerun with the audio back succeeds and replaces every output; a leftover of an
     # interrupted run (job 5 of a run with more jobs) goes too.
@@ -287,7 +288,7 @@ def test_make_fbank_rerun_with_fewer_jobs_removes_their_archives(tmp_path):
         (fbank / name).write_text("not ours\n")
     make_fbank(recipe, "--nj", "2")
     assert sorted(p.name for p in fbank.iterdir()) == sorted(
-        keep + [f"raw_fbank_dev.{n}.{ext}" for n in (1, 2) for ext in ("ark", "scp")])
+        keep + [f"raw_fbank_dev.{n}.{ext}" for n in (1, 2) for ext in ("ark", "scp")] + ["raw_fbank_dev.owner"])
     feats = kaldiio.load_scp(str(data / "feats.scp"))
     assert sorted(feats) == sorted(read_scp(data / "utt2spk"))
     assert all(m.shape[1] == 80 for m in feats.values())

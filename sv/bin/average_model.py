@@ -30,6 +30,8 @@ def average_checkpoints(paths: list[Path], part: str) -> dict[str, torch.Tensor]
         if total and weights.keys() != total.keys():
             raise DataError(f"{path}: its {part} tensors differ from {paths[0]}'s")
         for k, v in weights.items():
+            if v.is_floating_point() and not torch.isfinite(v).all():
+                raise DataError(f"{path}: {part}.{k} holds non-finite values (NaN or inf): training diverged")
             if v.is_floating_point():
                 total[k] = total[k] + v.double() if k in total else v.double()
             else:

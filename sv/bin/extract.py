@@ -221,6 +221,9 @@ def extract(model: Model, input_scp: str, writer: Any, batch_frames: int, max_fr
     with tqdm(total=len(utts), desc="extract", unit="utt", mininterval=interval, file=sys.stderr) as bar:
         for keys, chunks in read_windows(table, input_scp, model, segments, max_frames, WINDOW_BATCHES * batch_frames):
             for key, emb in zip(keys, embed_window(model.net, chunks, len(keys), batch_frames, device)):
+                if not np.isfinite(emb).all():
+                    raise DataError(f"{input_scp}: utterance {key}: the model gives a non-finite embedding "
+                                    "(NaN or inf): are its weights finite?")
                 writer[key] = emb
             num_chunks += len(chunks)
             num_frames += sum(len(c.feats) for c in chunks)

@@ -32,6 +32,9 @@ def load_embeddings(scp: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     matrix = _read_plain_vectors(list(table.values()))
     if matrix is None:
         matrix = _read_with_kaldiio(scp)
+    bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+    if len(bad):
+        raise DataError(f"{scp}: {len(bad)} embedding(s) hold NaN or inf, the first {keys[bad[0]]!r}")
     return keys, matrix
 
 

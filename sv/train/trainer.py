@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -163,6 +164,13 @@ def _init_from(net: SpeakerClassifier, path: str) -> None:
         head_weights = {k: v[: net.head.weight.shape[0]] if v.dim() and v.shape[0] == rows.shape[0] else v
                         for k, v in head_weights.items()}
     load_weights(net.head, head_weights, f"init {path} (head)")
+
+
+def _stop_on_non_finite(what: str, epoch: int, step: int, batch: int, model_dir: Path) -> None:
+    """Training never goes on, or ends "successfully", on NaN or infinite values."""
+    last = latest_checkpoint(model_dir)
+    raise ValueError(f"non-finite {what} at epoch {epoch}, batch {batch} (after {step} optimizer steps); the last good "
+                     f"checkpoint is {last or 'none yet'}. Lower optim.lr, set grad_clip, or check the data")
 
 
 def _flatten(d: Any, prefix: str) -> dict[str, Any]:
@@ -326,7 +334,10 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
                         window_aux += aux_loss.item()
                         loss = loss + aux_loss
                 scaler.scale(loss / accum).backward()
-            window_loss += loss.item()
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                _stop_on_non_finite(f"loss {loss_value}", epoch, global_step, batch_idx, model_dir)
+            window_loss += loss_value
             window_acc += (logits.argmax(-1) == labels).float().mean().item()
             window_n += 1
             bar.update(1)
@@ -334,7 +345,9 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
                 continue
             if cfg["grad_clip"]:
                 scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(net.parameters(), float(cfg["grad_clip"]))
+                norm = nn.utils.clip_grad_norm_(net.parameters(), float(cfg["grad_clip"]))
+                if not scaler.is_enabled() and not torch.isfinite(norm):  # fp16's scaler skips such steps itself
+                    _stop_on_non_finite(f"gradient norm {norm.item()}", epoch, global_step, batch_idx, model_dir)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
