@@ -178,3 +178,13 @@ def test_two_data_dirs_of_one_name_cannot_share_an_fbank_dir(tmp_path, mini_data
     assert {p.name: p.read_bytes() for p in fbank.iterdir()} == before
     assert not (tmp_path / "b" / "test" / "feats.scp").exists()
     assert make("a").returncode == 0  # the owner itself may rerun
+
+
+def test_init_that_leaves_tensors_untrained_is_an_error(tmp_path, mini_data):
+    _train(tmp_path / "a", mini_data)
+    init = f"init={tmp_path / 'a' / 'models' / 'model_1.pt'}"
+    proc = _train(tmp_path / "b", mini_data, init, "model.channels=32", check=False)
+    assert proc.returncode == 1 and "tensors of the model would stay untrained, e.g. model." in proc.stderr
+    assert not (tmp_path / "b" / "config.yaml").exists()
+    _train(tmp_path / "c", mini_data, init)  # the same network: everything loads
+    _train(tmp_path / "d", mini_data, init, "model.channels=32", "init_new=['^model\\.']")

@@ -68,8 +68,9 @@ def latest_checkpoint(model_dir: str | os.PathLike) -> Path | None:
     return best
 
 
-def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
-    """Load what fits and report, never silently, what is missing, unexpected or of another shape."""
+def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], what: str) -> list[str]:
+    """Load what fits and report, never silently, what is missing, unexpected or of another shape; returns the
+    module's keys left as they were (missing or of another shape)."""
     own = module.state_dict()
     mismatched = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
     fitting = {k: v for k, v in weights.items() if k not in mismatched}
@@ -82,3 +83,4 @@ def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], what: str)
                     what, k, tuple(weights[k].shape), tuple(own[k].shape))
     if not missing and not unexpected and not mismatched:
         log.info("%s: all %d tensors loaded", what, len(own))
+    return list(missing) + mismatched

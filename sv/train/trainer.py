@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "log_interval": 20,        # optimizer steps between log lines
     "save_every_steps": 0,     # 0: epoch checkpoints only
     "init": None,              # checkpoint to start from (weights only), e.g. for large-margin fine-tuning
+    "init_new": [],            # patterns of model.X / head.X tensors that init may leave new (e.g. "^head\\.")
     "margin_scheduler": None,  # {initial, final, increase_start_epoch, fix_start_epoch, mode}
     "teacher": None,           # {loss, model, weight, ...}: an auxiliary loss (sv/train/auxiliary.py)
     "speaker_loss_weight": 1.0,  # 0: train on the auxiliary loss alone (distillation-guided pruning)
@@ -152,18 +154,25 @@ def _check_ranks_agree(net: nn.Module, world: Dist) -> None:
     log.info("weights agree across %d ranks", world.world_size)
 
 
-def _init_from(net: SpeakerClassifier, path: str) -> None:
+def _init_from(net: SpeakerClassifier, path: str, allow_new: list[str]) -> None:
     """Start from another experiment's weights. A head trained with speed-perturbed classes (k × S rows)
-    is cut to the real speakers, which come first."""
+    is cut to the real speakers, which come first. Every tensor of model and head must come from the checkpoint
+    unless its name (model.X / head.X) matches a pattern of allow_new (`init_new`)."""
     ckpt = load_checkpoint(path)
-    load_weights(net.model, ckpt["model"], f"init {path} (model)")
+    left = [f"model.{k}" for k in load_weights(net.model, ckpt["model"], f"init {path} (model)")]
     head_weights = dict(ckpt.get("head", {}))
     rows = head_weights.get("weight")
     if rows is not None and rows.shape[0] > net.head.weight.shape[0] and rows.shape[0] % net.head.weight.shape[0] == 0:
         log.info("init: keeping the first %d of %d classifier rows", net.head.weight.shape[0], rows.shape[0])
         head_weights = {k: v[: net.head.weight.shape[0]] if v.dim() and v.shape[0] == rows.shape[0] else v
                         for k, v in head_weights.items()}
-    load_weights(net.head, head_weights, f"init {path} (head)")
+    left += [f"head.{k}" for k in load_weights(net.head, head_weights, f"init {path} (head)")]
+    patterns = [re.compile(p) for p in allow_new]
+    new = [k for k in left if not any(p.search(k) for p in patterns)]
+    if new:
+        raise ValueError(f"init {path}: {len(new)} tensors of the model would stay untrained, e.g. "
+                         f"{', '.join(new[:4])}; list the parts that may start new in init_new (patterns, e.g. "
+                         "'^head\\.' for a new speaker set)")
 
 
 def _stop_on_non_finite(what: str, epoch: int, step: int, batch: int, model_dir: Path) -> None:
@@ -282,7 +291,7 @@ def train(cfg: dict[str, Any], exp_dir: str | os.PathLike, resume: bool = True) 
         log.info("resuming from %s: epoch %d, batch %d, step %d", ckpt_path, epoch, start_batch, global_step)
     else:
         if cfg["init"]:
-            _init_from(net, cfg["init"])
+            _init_from(net, cfg["init"], cfg["init_new"])
         torch.manual_seed(cfg["seed"] + world.rank)  # dropout differs across ranks
 
     if world.is_main:  # only now: a resume that failed above leaves the config of the checkpoints in place
