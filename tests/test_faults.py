@@ -188,3 +188,24 @@ def test_init_that_leaves_tensors_untrained_is_an_error(tmp_path, mini_data):
     assert not (tmp_path / "b" / "config.yaml").exists()
     _train(tmp_path / "c", mini_data, init)  # the same network: everything loads
     _train(tmp_path / "d", mini_data, init, "model.channels=32", "init_new=['^model\\.']")
+
+
+def test_a_corrupt_latest_checkpoint_is_named_and_skipped(tmp_path, mini_data):
+    from sv.train.checkpoint import CheckpointError, load_checkpoint
+    exp = tmp_path / "exp"
+    _train(exp, mini_data, "epochs=2")
+    latest = exp / "models" / "model_2.pt"
+    data = latest.read_bytes()
+    latest.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CheckpointError, match="model_2.pt: not a readable checkpoint"):
+        load_checkpoint(latest)
+    proc = _train(exp, mini_data, "epochs=2")  # resumes from epoch 1, redoes epoch 2
+    assert f"skipping {latest}" in proc.stderr and "resuming from" in proc.stderr and "model_1.pt" in proc.stderr
+    assert load_checkpoint(latest)["position"]["epoch"] == 3
+    # corruption inside a tensor's bytes: the checksum catches it
+    state = torch.load(latest, weights_only=True)
+    first = next(iter(state["model"]))
+    state["model"][first].view(-1)[0] += 1
+    torch.save(state, latest)
+    with pytest.raises(CheckpointError, match="do not match their checksum"):
+        load_checkpoint(latest)
