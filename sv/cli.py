@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import Callable
 
@@ -23,3 +24,13 @@ def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = 
     except (DataError, AudioError, ValueError) as e:
         logging.getLogger(main.__module__).error("%s", e)
         sys.exit(1)
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies (prctl PR_SET_PDEATHSIG), so that a training
+    worker never outlives a killed torchrun agent and goes on writing into an exp dir. A no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+

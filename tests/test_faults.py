@@ -209,3 +209,42 @@ def test_a_corrupt_latest_checkpoint_is_named_and_skipped(tmp_path, mini_data):
     torch.save(state, latest)
     with pytest.raises(CheckpointError, match="do not match their checksum"):
         load_checkpoint(latest)
+
+
+def _pids(pattern: str) -> set[int]:
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if pattern in cmdline and "sv.bin.train" in cmdline:
+                out.add(int(entry))
+    return out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux only")
+def test_killing_the_runner_stops_the_training_workers(tmp_path, mini_data):
+    import signal
+    import subprocess
+    import sys
+    import time
+    exp = tmp_path / "exp"
+    torchrun = str(REPO / "tools/venv/bin/torchrun") if (REPO / "tools/venv/bin/torchrun").exists() else "torchrun"
+    runner = subprocess.Popen(
+        [sys.executable, RUN_PL, str(tmp_path / "torchrun.log"), torchrun, "--standalone", "--nproc-per-node", "1",
+         "-m", "sv.bin.train", "--config", str(TRAIN_CFG), "--exp-dir", str(exp),
+         f"data.train_dir={mini_data / 'vox1_dev'}", *TINY, "epochs=200"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (exp / "models" / "model_1.pt").exists():
+        time.sleep(0.5)
+    workers = _pids(f"--exp-dir {exp}")
+    assert (exp / "models" / "model_1.pt").exists() and workers
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and _pids(f"--exp-dir {exp}"):
+        time.sleep(0.5)
+    assert not _pids(f"--exp-dir {exp}"), "training processes outlived run.pl"

@@ -33,13 +33,21 @@ def parse_args(argv):
     return max_jobs, var, first, last, log, cmd
 
 
+def _die_with_run_pl():
+    # In the child, before exec: SIGTERM it when run.pl dies, even of SIGKILL, which no handler of ours sees
+    # (torchrun's agent then stops its workers). Linux only; elsewhere nothing.
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL("libc.so.6").prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+
+
 def start_job(cmd, log):
     os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
     f = open(log, "w")
     f.write(f"# {cmd}\n# Started at {time.ctime()}\n#\n")
     f.flush()
     proc = subprocess.Popen(["bash", "-c", cmd], stdout=f, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_run_pl)
     return proc, f, time.time()
 
 

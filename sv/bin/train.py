@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sv.cli import run_main
+from sv.cli import die_with_parent, run_main
 from sv.config import apply_overrides, load_yaml
 from sv.train.trainer import resolve_config, train
 
 
 def main(argv: list[str] | None = None) -> None:
+    die_with_parent()  # a worker must not outlive torchrun's agent (killed with SIGKILL, it cannot stop us)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="training config (YAML)")
     p.add_argument("--exp-dir", required=True, help="experiment dir")
