@@ -111,7 +111,7 @@ if [ -n "$max_frames" ]; then opts="$opts --max-frames $max_frames"; fi
 
 # $cmd and $opts are unquoted on purpose: they hold several words.
 $cmd JOB=1:"$nj" "$logdir/extract.JOB.log" \
-    python -m sv.bin.extract --model "$model" $opts \
+    python -m sv.bin.extract --model "$model" --source-table "$units" $opts \
       "$input" "$prefix.JOB.new.ark" "$prefix.JOB.new.scp"
 
 # Everything is prepared under temporary names and checked before anything of the previous run changes.

@@ -107,7 +107,7 @@ fi
 
 # $cmd and $job_opts are unquoted on purpose: they hold several words.
 $cmd JOB=1:"$nj" "$logdir/make_fbank_$name.JOB.log" \
-    python -m sv.bin.compute_fbank --config "$fbank_config" $job_opts \
+    python -m sv.bin.compute_fbank --config "$fbank_config" --source-table "$units" $job_opts \
       "$wav" "$prefix.JOB.new.ark" "$prefix.JOB.new.scp"
 
 # Everything is prepared under temporary names and checked before anything of the previous run changes.

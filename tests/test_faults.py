@@ -248,3 +248,20 @@ def test_killing_the_runner_stops_the_training_workers(tmp_path, mini_data):
     while time.time() < deadline and _pids(f"--exp-dir {exp}"):
         time.sleep(0.5)
     assert not _pids(f"--exp-dir {exp}"), "training processes outlived run.pl"
+
+
+def test_a_split_jobs_error_names_the_users_file_and_line(tmp_path, mini_data):
+    import shutil
+    data = tmp_path / "dev"
+    shutil.copytree(mini_data / "vox1_test", data)
+    lines = (data / "wav.scp").read_text().splitlines()
+    key = lines[-2].split()[0]
+    lines[-2] = f"{key} {tmp_path}/gone.wav"
+    (data / "wav.scp").write_text("\n".join(lines) + "\n")
+    # a missing file is caught before the jobs; a file that is there but not audio fails inside a job
+    (tmp_path / "gone.wav").write_bytes(b"not audio at all")
+    proc = run_tool("bash", "steps/make_fbank.sh", "--nj", "3", str(data), str(tmp_path / "log"),
+                    str(tmp_path / "fbank"), cwd=REPO / "egs/mini", check=False)
+    assert proc.returncode != 0
+    logs = "".join(p.read_text() for p in (tmp_path / "log").glob("make_fbank_dev.*.log"))
+    assert f"{data}/wav.scp:{len(lines) - 1}: utterance {key}" in logs

@@ -95,6 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--segments", help="input: segments (utt reco start end); then keys are segment ids "
                                       "and WAV_SCP is keyed by recording")
     p.add_argument("--utt2num-frames", help="output: key -> number of frames")
+    p.add_argument("--source-table", help="input: the user's table (wav.scp, or segments) that WAV_SCP (or "
+                                          "--segments) is a split part of: errors name its lines")
     p.add_argument("--num-threads", type=int, default=1,
                    help="torch threads; keep 1 when several jobs share the machine (default: %(default)s)")
     return p.parse_args(argv)
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(args.config)
     # A rerun that fails must not leave the previous run's tables looking valid.
     _remove(args.scp, *([args.utt2num_frames] if args.utt2num_frames else []))
-    items = read_utterances(args.wav_scp, args.segments)
+    items = read_utterances(args.wav_scp, args.segments, args.source_table)
     if not items:
         raise DataError(f"{args.segments or args.wav_scp}: no utterances")
     check_files_exist(items)

@@ -29,7 +29,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import kaldiio
 import numpy as np
@@ -41,7 +41,7 @@ from sv.cli import run_main
 from sv.config import load_yaml
 from sv.data import train_loader
 from sv.data.audio import AudioError
-from sv.data.table import DataError, atomic_open, iter_lines, read_scp
+from sv.data.table import DataError, atomic_open, iter_lines, key_lines, read_scp, where
 from sv.models.registry import build_model
 from sv.train.checkpoint import load_checkpoint
 
@@ -169,8 +169,10 @@ def pick_device(name: str) -> torch.device:
 
 
 def read_windows(table: dict[str, str], input_scp: str, model: Model, segments: dict[str, str] | None,
-                 max_frames: int | None, window_frames: int) -> Iterator[tuple[list[str], list[Chunk]]]:
-    """(keys, their chunks) of consecutive utterances, about window_frames frames (or samples) at a time."""
+                 max_frames: int | None, window_frames: int,
+                 locate: Callable[[str], str]) -> Iterator[tuple[list[str], list[Chunk]]]:
+    """(keys, their chunks) of consecutive utterances, about window_frames frames (or samples) at a time;
+    locate(key) says where an utterance is listed, for errors."""
     fds: dict[str, Any] = {}
     keys: list[str] = []
     chunks: list[Chunk] = []
@@ -178,15 +180,15 @@ def read_windows(table: dict[str, str], input_scp: str, model: Model, segments: 
     try:
         for key, entry in (segments or table).items():
             if model.sample_rate is None:
-                feats = train_loader.normalize_feats(read_utterance(key, entry, fds, input_scp), model.normalize)
+                feats = train_loader.normalize_feats(read_utterance(key, entry, fds, locate(key)), model.normalize)
             elif segments is None:
-                feats = read_audio(key, entry, 0.0, None, model.sample_rate, input_scp)
+                feats = read_audio(key, entry, 0.0, None, model.sample_rate, locate(key))
             else:
                 reco, start, end = entry.split()
                 if reco not in table:
-                    raise DataError(f"{input_scp}: no recording {reco} (of segment {key})")
+                    raise DataError(f"{locate(key)}: no recording {reco} (of segment {key}) in {input_scp}")
                 feats = read_audio(key, table[reco], float(start), float(end) if float(end) >= 0 else None,
-                                   model.sample_rate, input_scp)
+                                   model.sample_rate, locate(key))
             for start, end in chunk_spans(len(feats), max_frames):
                 chunks.append(Chunk(len(keys), feats[start:end]))
                 buffered += end - start
@@ -202,9 +204,11 @@ def read_windows(table: dict[str, str], input_scp: str, model: Model, segments: 
 
 
 def extract(model: Model, input_scp: str, writer: Any, batch_frames: int, max_frames: int | None,
-            device: torch.device, segments_path: str | None = None) -> tuple[int, int, int]:
+            device: torch.device, segments_path: str | None = None,
+            source_table: str | None = None) -> tuple[int, int, int]:
     """Embed every utterance of input_scp (or of segments_path) into writer; return (utterances, chunks,
-    frames or samples embedded)."""
+    frames or samples embedded). source_table: the user's table that input_scp (or segments_path) was split
+    from, whose lines the errors name."""
     if segments_path is not None and model.sample_rate is None:
         raise DataError(f"--segments {segments_path}: this model takes features (FEATS_SCP is indexed by utterance)")
     table = read_scp(input_scp)
@@ -212,6 +216,11 @@ def extract(model: Model, input_scp: str, writer: Any, batch_frames: int, max_fr
     utts = segments if segments is not None else table
     if not utts:
         raise DataError(f"{segments_path or input_scp}: no utterances")
+    lines = key_lines(source_table) if source_table else {}
+    listed_in = segments_path or input_scp
+
+    def locate(key: str) -> str:
+        return where(source_table, lines[key]) if key in lines else listed_in
     if model.sample_rate is not None:  # frame counts to samples
         unit = model.sample_rate // FRAMES_PER_SECOND
         batch_frames, max_frames = batch_frames * unit, max_frames and max_frames * unit
@@ -219,10 +228,11 @@ def extract(model: Model, input_scp: str, writer: Any, batch_frames: int, max_fr
     # A plain file is not a terminal: refresh rarely so a run.pl log does not fill with progress lines.
     interval = 1.0 if sys.stderr.isatty() else 60.0
     with tqdm(total=len(utts), desc="extract", unit="utt", mininterval=interval, file=sys.stderr) as bar:
-        for keys, chunks in read_windows(table, input_scp, model, segments, max_frames, WINDOW_BATCHES * batch_frames):
+        for keys, chunks in read_windows(table, input_scp, model, segments, max_frames, WINDOW_BATCHES * batch_frames,
+                                         locate):
             for key, emb in zip(keys, embed_window(model.net, chunks, len(keys), batch_frames, device)):
                 if not np.isfinite(emb).all():
-                    raise DataError(f"{input_scp}: utterance {key}: the model gives a non-finite embedding "
+                    raise DataError(f"{locate(key)}: utterance {key}: the model gives a non-finite embedding "
                                     "(NaN or inf): are its weights finite?")
                 writer[key] = emb
             num_chunks += len(chunks)
@@ -256,6 +266,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="auto: cuda when available (default: %(default)s)")
     p.add_argument("--num-threads", type=int, default=1,
                    help="torch CPU threads; keep 1 when several jobs share the machine (default: %(default)s)")
+    p.add_argument("--source-table", help="input: the user's table that FEATS_SCP|WAV_SCP (or --segments) is a "
+                                          "split part of: errors name its lines")
     args = p.parse_args(argv)
     if args.batch_frames < 1:
         p.error(f"--batch-frames must be >= 1, got {args.batch_frames}")
@@ -285,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with torch.inference_mode(), kaldiio.WriteHelper(f"ark,scp:{ark_tmp},{scp_tmp}") as writer:
             utts, chunks, frames = extract(model, args.input_scp, writer, args.batch_frames, args.max_frames, device,
-                                           args.segments)
+                                           args.segments, args.source_table)
         os.replace(ark_tmp, args.ark)
         # The scp names the ark it was written to; point it at the final name.
         with atomic_open(args.scp) as out:

@@ -118,6 +118,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def key_lines(path: str | os.PathLike) -> dict[str, int]:
+    """key -> line number in a table: where a split job's utterance stands in the user's own file."""
+    return {line.split(maxsplit=1)[0]: lineno for lineno, line in iter_lines(path)}
+
+
 def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
     with atomic_open(path) as f:
         for line in lines:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from sv.data.table import DataError, iter_lines, iter_table, where
+from sv.data.table import DataError, iter_lines, iter_table, key_lines, where
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,23 @@ def read_wav_scp(path: str | os.PathLike) -> dict[str, tuple[str, int]]:
     return out
 
 
-def read_utterances(wav_scp: str | os.PathLike, segments: str | os.PathLike | None = None) -> list[Utterance]:
-    """Utterances in table order: wav.scp entries, or segments (Kaldi: end -1 is the recording's end)."""
+def read_utterances(wav_scp: str | os.PathLike, segments: str | os.PathLike | None = None,
+                    source: str | os.PathLike | None = None) -> list[Utterance]:
+    """Utterances in table order: wav.scp entries, or segments (Kaldi: end -1 is the recording's end).
+    source: the user's table that the utterance table (wav.scp, or segments) is a split part of; origins then
+    name its lines."""
+    lines = key_lines(source) if source is not None else None
+
+    def locate(table: str | os.PathLike, key: str, lineno: int) -> str:
+        return where(source, lines.get(key)) if lines is not None and key in lines else where(table, lineno)
     recos = read_wav_scp(wav_scp)
     if segments is None:
-        return [Utterance(key, entry, 0.0, None, f"{where(wav_scp, lineno)}: utterance {key}")
+        return [Utterance(key, entry, 0.0, None, f"{locate(wav_scp, key, lineno)}: utterance {key}")
                 for key, (entry, lineno) in recos.items()]
     items = []
     seen: dict[str, int] = {}
     for lineno, (utt, reco, start, end) in iter_table(segments, nfields=4):
-        at = where(segments, lineno)
+        at = locate(segments, utt, lineno)
         if utt in seen:
             raise DataError(f"{at}: duplicate segment {utt!r} (first on line {seen[utt]})")
         seen[utt] = lineno
