@@ -4,8 +4,10 @@ is what every later stage reads.
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 import os
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -61,3 +63,30 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
 def save_config(cfg: dict[str, Any], path: str | os.PathLike) -> None:
     with atomic_open(path) as f:
         yaml.safe_dump(cfg, f, sort_keys=False, default_flow_style=None)
+
+
+def check_options(fn: Callable, options: Mapping[str, Any], section: str) -> None:
+    """The keys of a config section against the arguments of the function or class it is passed to: an unknown
+    key (with a close match to suggest) or a value of another type than the argument's default is a DataError
+    naming the dotted key, before anything is built."""
+    params = {n: p for n, p in inspect.signature(fn).parameters.items()
+              if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    takes_more = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    for key, value in options.items():
+        if key not in params:
+            if takes_more:
+                continue
+            close = difflib.get_close_matches(str(key), list(params), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataError(f"{section}.{key}: unknown key{hint}; valid keys: {', '.join(params)}")
+        default = params[key].default
+        if default is inspect.Parameter.empty or default is None or value is None:
+            continue
+        numbers = (int, float)
+        same = (isinstance(value, bool) == isinstance(default, bool)
+                and (isinstance(value, type(default)) or (isinstance(default, numbers) and isinstance(value, numbers)
+                                                          and not isinstance(default, bool))))
+        if not same:
+            raise DataError(f"{section}.{key}: expected {type(default).__name__} like the default "
+                            f"{default!r}, got {value!r}")
+

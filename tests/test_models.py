@@ -107,5 +107,5 @@ def test_model_info_bad_override():
     assert proc.returncode != 0
     assert "no key 'model.chanels' in the config" in proc.stderr and "Traceback" not in proc.stderr
     # An added key the model does not take fails as bad input too, which run_main reports without a traceback.
-    with pytest.raises(DataError, match="unexpected keyword argument 'chanels'"):
+    with pytest.raises(DataError, match=r"model.chanels: unknown key \(did you mean 'channels'\?\)"):
         model_info.main(["--config", str(CONF / "ecapa_tdnn_c512.yaml"), "+model.chanels=1024"])

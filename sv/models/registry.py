@@ -34,13 +34,30 @@ def registered_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_class(cfg: dict[str, Any]) -> Callable[..., nn.Module]:
+    """The registered class a `model:` section names."""
+    _import_all()
+    name = cfg.get("name")
+    if name not in _REGISTRY:
+        raise ValueError(f"model.name: unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def check_model_config(cfg: dict[str, Any]) -> None:
+    """model.X keys against the model's arguments (names, types), and no negative size; before building."""
+    from sv.config import check_options
+    options = {k: v for k, v in cfg.items() if k != "name"}
+    check_options(model_class(cfg), options, "model")
+    for key, value in options.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError(f"model.{key}: must not be negative, got {value}")
+
+
 def build_model(cfg: dict[str, Any]) -> nn.Module:
     """cfg is the config's `model:` section: `name` plus the constructor's keyword arguments."""
-    _import_all()
+    check_model_config(cfg)
     cfg = dict(cfg)
     name = cfg.pop("name", None)
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
     try:
         return _REGISTRY[name](**cfg)
     except TypeError as e:

@@ -23,6 +23,8 @@ resets the optimizer's lrs, which loading the optimizer's state sets back.
 """
 from __future__ import annotations
 
+import difflib
+
 import math
 from typing import Any, Callable
 
@@ -106,17 +108,25 @@ def _onecycle(cfg: dict[str, Any], total: int) -> Callable[[int], float]:
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], steps_per_epoch: int,
-                    epochs: int) -> LambdaLR:
+def check_scheduler_config(cfg: dict[str, Any]) -> None:
+    """The `scheduler:` section's name and keys, before anything is built; errors name the dotted key."""
     name = cfg.get("name")
     if name not in _KEYS:
-        raise ValueError(f"scheduler: unknown schedule {name!r}; known: {', '.join(sorted(_KEYS))}")
+        raise ValueError(f"scheduler.name: unknown schedule {name!r}; known: {', '.join(sorted(_KEYS))}")
     for key in cfg:
         if key != "name" and key not in _KEYS[name]:
-            raise ValueError(f"scheduler: unknown key {key!r} for {name} (known: {', '.join(sorted(_KEYS[name]))})")
+            close = difflib.get_close_matches(str(key), sorted(_KEYS[name]), n=1)
+            raise ValueError(f"scheduler.{key}: unknown key for {name}"
+                             f"{f' (did you mean {close[0]!r}?)' if close else ''}; known: {', '.join(sorted(_KEYS[name]))}")
     missing = _REQUIRED[name] - set(cfg)
     if missing:
-        raise ValueError(f"scheduler: {name} needs {', '.join(sorted(missing))}")
+        raise ValueError(f"scheduler: {name} needs {', '.join(f'scheduler.{k}' for k in sorted(missing))}")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], steps_per_epoch: int,
+                    epochs: int) -> LambdaLR:
+    check_scheduler_config(cfg)
+    name = cfg["name"]
     if steps_per_epoch < 1 or epochs < 1:
         raise ValueError(f"steps_per_epoch ({steps_per_epoch}) and epochs ({epochs}) must be positive")
     total = steps_per_epoch * epochs

@@ -18,6 +18,7 @@ Numbers may be strings, since YAML reads `1e-4` (no dot) as one.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, NamedTuple
 
@@ -85,22 +86,29 @@ def _first_match(names: list[str], rules: list[_Rule], where: str) -> dict[str, 
     return owner
 
 
+def check_optim_config(cfg: dict[str, Any]) -> None:
+    """The `optim:` section's name and keys, before anything is built; errors name the dotted key."""
+    name = cfg.get("name")
+    if name not in _OPTIMIZERS:
+        raise ValueError(f"optim.name: unknown optimizer {name!r}; known: {', '.join(sorted(_OPTIMIZERS))}")
+    known = _COMMON_KEYS | _OPTIMIZERS[name][1]
+    for key in cfg:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            raise ValueError(f"optim.{key}: unknown key for {name}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                             f"known: {', '.join(sorted(known))}")
+    if "lr" not in cfg:
+        raise ValueError("optim.lr: missing")
+
+
 def build_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
     """One parameter group per (lr rule, decay or not) that has parameters; each group's lr is lr·lr_mult.
 
     Every parameter goes in, trainable now or not: set_frozen may unfreeze some later, and the optimizers skip
     parameters without a gradient (no update, no weight decay).
     """
-    name = cfg.get("name")
-    if name not in _OPTIMIZERS:
-        raise ValueError(f"optim: unknown optimizer {name!r}; known: {', '.join(sorted(_OPTIMIZERS))}")
-    cls, own_keys = _OPTIMIZERS[name]
-    for key in cfg:
-        if key not in _COMMON_KEYS | own_keys:
-            raise ValueError(f"optim: unknown key {key!r} for {name} "
-                             f"(known: {', '.join(sorted(_COMMON_KEYS | own_keys))})")
-    if "lr" not in cfg:
-        raise ValueError("optim: no 'lr'")
+    check_optim_config(cfg)
+    cls, own_keys = _OPTIMIZERS[cfg["name"]]
     lr = _number(cfg["lr"], "optim.lr")
     weight_decay = _number(cfg.get("weight_decay", 0.0), "optim.weight_decay")
     options: dict[str, Any] = {}

@@ -25,16 +25,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from sv.config import load_yaml, save_config
+from sv.config import check_options, load_yaml, save_config
 from sv.data.train_loader import build_train_loader, num_classes, steps_per_epoch
 from sv.data.train_loader import resolve_config as resolve_data_config
-from sv.models.margin_heads import build_head
-from sv.models.registry import build_model
+from sv.models.margin_heads import HEADS, build_head
+from sv.models.registry import build_model, check_model_config
 from sv.train.auxiliary import AuxiliaryLoss, build_auxiliary
 from sv.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
-from sv.train.lr_schedule import build_scheduler
+from sv.train.lr_schedule import build_scheduler, check_scheduler_config
 from sv.train.margin_scheduler import MarginScheduler
-from sv.train.optim import apply_grad_multipliers, build_optimizer, set_frozen
+from sv.train.optim import apply_grad_multipliers, build_optimizer, check_optim_config, set_frozen
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,23 @@ DEFAULTS: dict[str, Any] = {
 REQUIRED = ("data", "model", "head", "optim", "scheduler")
 
 
+def _check_top_level(cfg: dict[str, Any]) -> None:
+    def whole(key: str, low: int) -> None:
+        value = cfg.get(key, DEFAULTS.get(key))
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{key}: must be a whole number >= {low}, got {value!r}")
+    whole("epochs", 1)
+    whole("accum_steps", 1)
+    whole("log_interval", 1)
+    whole("save_every_steps", 0)
+    whole("seed", 0)
+    clip = cfg.get("grad_clip")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
+        raise ValueError(f"grad_clip: must be a number >= 0 or null, got {clip!r}")
+    if cfg.get("device", "auto") not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: must be auto, cpu or cuda, got {cfg['device']!r}")
+
+
 def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults (top level and `data:`) and reject unknown or missing keys. Idempotent, so overrides
     can be applied to a resolved config (every default key exists there) and resolved again."""
@@ -67,6 +84,15 @@ def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"config lacks the sections: {', '.join(missing)}")
     if cfg.get("amp", "none") not in ("none", "bf16", "fp16"):
         raise ValueError(f"amp must be none, bf16 or fp16, got {cfg['amp']!r}")
+    _check_top_level(cfg)
+    check_model_config(cfg["model"])
+    if not isinstance(cfg["head"], dict) or cfg["head"].get("name") not in HEADS:
+        raise ValueError(f"head.name: one of {', '.join(sorted(HEADS))}, got {(cfg['head'] or {}).get('name')!r}")
+    check_options(HEADS[cfg["head"]["name"]], {k: v for k, v in cfg["head"].items() if k != "name"}, "head")
+    if cfg.get("margin_scheduler"):
+        check_options(MarginScheduler, cfg["margin_scheduler"], "margin_scheduler")
+    check_optim_config(cfg["optim"])
+    check_scheduler_config(cfg["scheduler"])
     weight = cfg.get("speaker_loss_weight", 1.0)
     if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
         raise ValueError(f"speaker_loss_weight must be a number >= 0, got {weight!r}")
