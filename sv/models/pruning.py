@@ -125,34 +125,28 @@ def _attn_parts(attn: nn.Module) -> tuple[list[str], str, int, int]:
     return ["q_proj", "k_proj", "v_proj"], "out_proj", attn.num_heads, attn.head_dim
 
 
+# the FFN groups and the layer attribute holding each: w2v-BERT's macaron pair, or the single feed-forward
+def _ffn_names(layer: nn.Module) -> dict[str, str]:
+    return {"ffn1": "ffn1", "ffn2": "ffn2"} if hasattr(layer, "ffn1") else {"ffn1": "feed_forward"}
+
+
 def _ffns(layer: nn.Module) -> dict[str, nn.Module]:
-    if hasattr(layer, "ffn1"):  # w2v-BERT's macaron FFNs
-        return {"ffn1": layer.ffn1, "ffn2": layer.ffn2}
-    return {"ffn1": layer.feed_forward}
+    return {name: getattr(layer, attr) for name, attr in _ffn_names(layer).items()}
 
 
-def layer_groups(layer: nn.Module) -> dict[str, int]:
-    """The prunable groups of one encoder layer and their sizes."""
-    _, _, heads, _ = _attn_parts(_attention(layer))
-    sizes = {"heads": heads}
-    sizes.update({name: ffn.intermediate_dense.out_features for name, ffn in _ffns(layer).items()})
+def layer_size(layer: nn.Module) -> dict[str, int]:
+    """The heads, FFN units and convolution channels one encoder layer has now (pruned or not)."""
+    attn = _attention(layer)
+    row = {"heads": 0 if isinstance(attn, (Zeros, _EmptyWavLMAttention)) else attn.num_heads}
+    for name, ffn in _ffns(layer).items():
+        row[name] = 0 if isinstance(ffn, Zeros) else ffn.intermediate_dense.out_features
     if hasattr(layer, "conv_module"):
-        sizes["conv"] = layer.conv_module.depthwise_conv.out_channels
-    return sizes
+        row["conv"] = 0 if isinstance(layer.conv_module, Zeros) else layer.conv_module.depthwise_conv.out_channels
+    return row
 
 
 def layer_sizes(model: nn.Module) -> list[dict[str, int]]:
-    """Per layer, the heads, FFN units and convolution channels the model has now (pruned or not)."""
-    sizes = []
-    for layer in model.encoder.layers:
-        attn = _attention(layer)
-        row = {"heads": 0 if isinstance(attn, (Zeros, _EmptyWavLMAttention)) else attn.num_heads}
-        for name, ffn in _ffns(layer).items():
-            row[name] = 0 if isinstance(ffn, Zeros) else ffn.intermediate_dense.out_features
-        if hasattr(layer, "conv_module"):
-            row["conv"] = 0 if isinstance(layer.conv_module, Zeros) else layer.conv_module.depthwise_conv.out_channels
-        sizes.append(row)
-    return sizes
+    return [layer_size(layer) for layer in model.encoder.layers]
 
 
 def group_params(layer: nn.Module) -> dict[str, int]:
@@ -177,7 +171,7 @@ def add_gates(model: nn.Module, init: float = 3.0) -> list[dict[str, HardConcret
         _route_wavlm_attention(model)
     all_gates = []
     for layer in model.encoder.layers:
-        sizes = layer_groups(layer)
+        sizes = layer_size(layer)
         gates = {name: HardConcreteGate(n, init) for name, n in sizes.items()}
         attn = _attention(layer)
         _, out_name, _, head_size = _attn_parts(attn)
@@ -266,8 +260,7 @@ def prune(model: nn.Module) -> list[dict[str, Any]]:
                 ffn.intermediate_dense = _rows(ffn.intermediate_dense, kept[name])
                 ffn.output_dense = _cols(ffn.output_dense, kept[name], z[name][kept[name]])
             else:
-                setattr(layer, {"ffn1": "ffn1" if hasattr(layer, "ffn1") else "feed_forward", "ffn2": "ffn2"}[name],
-                        Zeros(ffn.output_dense.bias))
+                setattr(layer, _ffn_names(layer)[name], Zeros(ffn.output_dense.bias))
         if "conv" in z:
             if len(kept["conv"]):
                 _prune_conv(layer.conv_module, kept["conv"], z["conv"][kept["conv"]])
